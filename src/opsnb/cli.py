@@ -1,0 +1,103 @@
+"""The ``opsnb`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from tqdm import tqdm
+
+from opsnb import pipeline
+from opsnb.errors import ConfigError, OpsnbError
+from opsnb.stages import STAGES, Stage
+
+
+def _parse_value(text: str) -> Any:
+    """Read a ``-p`` value as YAML so numbers and booleans keep their type (``-p n_rows 500``)."""
+    return yaml.safe_load(text) if text.strip() else text
+
+
+def _load_params(args: argparse.Namespace) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if args.params_file:
+        path = Path(args.params_file)
+        if not path.is_file():
+            raise ConfigError(f"parameters file {path} does not exist")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"parameters file {path} must hold a mapping of name: value")
+        params.update(loaded)
+    for name, value in args.param or []:
+        params[name] = _parse_value(value)
+    return params
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    params = _load_params(args)
+    bar = tqdm(total=len(STAGES), unit="stage", disable=args.quiet, file=sys.stderr)
+
+    def progress(stage: Stage, outcome: pipeline.StageOutcome | None) -> None:
+        if outcome is None:
+            bar.set_description(stage.name)
+            return
+        bar.update(1)
+        bar.write(f"  {stage.name:<15} {outcome.status:<9} {outcome.wall_s:7.1f} s  {outcome.detail}")
+
+    try:
+        result = pipeline.run(params, run_id=args.run_id, from_stage=args.from_stage,
+                              until=args.until, force=args.force, on_stage=progress)  # fmt: skip
+    finally:
+        bar.close()
+    status = result.manifest.data["status"]
+    print(f"run {result.run_id}: {status} -> {result.run_dir}")
+    return 0
+
+
+def _cmd_stages(_: argparse.Namespace) -> int:
+    for stage in STAGES:
+        print(f"{stage.name:<15} {stage.notebook:<26} {stage.summary}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``opsnb``."""
+    parser = argparse.ArgumentParser(prog="opsnb", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the stage notebooks as one pipeline into runs/<run-id>")
+    run.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                     help="parameter for every stage that declares it (repeatable)")  # fmt: skip
+    run.add_argument("-f", "--params-file", help="YAML file of name: value parameters")
+    run.add_argument("--run-id", help="run id under runs/ (default: a new one)")
+    run.add_argument("--from", dest="from_stage", metavar="STAGE", help="first stage to run")
+    run.add_argument("--until", metavar="STAGE", help="last stage to run")
+    run.add_argument("--force", action="store_true", help="re-run stages even if unchanged")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(handler=_cmd_run)
+
+    stages = sub.add_parser("stages", help="list the stages in order")
+    stages.set_defaults(handler=_cmd_stages)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``opsnb`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")  # fmt: skip
+    try:
+        code: int = args.handler(args)
+    except OpsnbError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Metrics and calibration, always computed from a sealed model file's predictions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+
+def score(task: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Headline metrics: AUC, log loss and accuracy (binary) or RMSE, MAE and R² (regression)."""
+    if task == "binary":
+        p = np.clip(y_pred, 1e-7, 1 - 1e-7)
+        return {
+            "auc": round(float(skm.roc_auc_score(y_true, p)), 5),
+            "logloss": round(float(skm.log_loss(y_true, p, labels=[0, 1])), 5),
+            "accuracy": round(float(skm.accuracy_score(y_true, p >= 0.5)), 5),
+            "positive_rate": round(float(np.mean(y_true)), 5),
+        }
+    return {
+        "rmse": round(float(np.sqrt(skm.mean_squared_error(y_true, y_pred))), 5),
+        "mae": round(float(skm.mean_absolute_error(y_true, y_pred)), 5),
+        "r2": round(float(skm.r2_score(y_true, y_pred)), 5),
+    }
+
+
+def baseline(task: str, y_train: np.ndarray, y_eval: np.ndarray) -> dict[str, float]:
+    """Scores of the trivial model that always predicts the training mean."""
+    return score(task, y_eval, np.full(len(y_eval), float(np.mean(y_train))))
+
+
+def calibration_table(y_true: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict[str, Any]]:
+    """Predicted versus observed positive rate in ``bins`` equal-width probability bins."""
+    edges = np.linspace(0, 1, bins + 1)
+    index = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    table = []
+    for b in range(bins):
+        mask = index == b
+        if mask.any():
+            table.append({
+                "bin": f"{edges[b]:.1f}-{edges[b + 1]:.1f}",
+                "rows": int(mask.sum()),
+                "mean_predicted": round(float(p[mask].mean()), 4),
+                "observed_rate": round(float(y_true[mask].mean()), 4),
+            })  # fmt: skip
+    return table
+
+
+def metrics_frame(metrics: dict[str, float], floor_metric: str, floor: float) -> pd.DataFrame:
+    """The metrics as a table with the problem's floor beside the headline metric."""
+    rows = [{"metric": k, "value": v, "floor": floor if k == floor_metric else None}
+            for k, v in metrics.items()]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def evaluate(task: str, y_true: np.ndarray, y_pred: np.ndarray, *, metric: str,
+             floor: float) -> dict[str, Any]:
+    """Scores, the calibration table (binary) and whether the headline metric meets its floor."""
+    scores = score(task, y_true, y_pred)
+    higher_is_better = metric in ("auc", "accuracy", "r2")
+    meets = scores[metric] >= floor if higher_is_better else scores[metric] <= floor
+    return {
+        "rows": len(y_true),
+        "scores": scores,
+        "metric": metric,
+        "floor": floor,
+        "meets_floor": bool(meets),
+        "calibration": calibration_table(y_true, y_pred) if task == "binary" else [],
+    }

@@ -1,0 +1,419 @@
+"""Run the stage notebooks in order with papermill, as one pipeline, into ``runs/<run-id>/``.
+
+The runner checks the whole pipeline before any kernel starts (every notebook exists, has one
+``parameters`` cell and declares each parameter it is given), then runs each stage: it verifies
+the stage's inputs against the manifest, skips a stage whose fingerprint (notebook, parameters,
+input hashes, opsnb's own code) matches a successful earlier execution, and otherwise executes
+the notebook. A failed stage marks the run failed, keeps the executed notebook with its
+traceback, moves partial outputs to ``failed/<stage>/`` and stops; ``runs/latest`` only ever
+points at a run whose every stage succeeded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import secrets
+import shutil
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import papermill
+
+from opsnb import config
+from opsnb.artifacts import RunManifest, now_iso, read_json, sha256_file, sha256_json
+from opsnb.errors import ArtifactError, ConfigError, StageError
+from opsnb.stages import STAGES, Stage, StageContext, stage_by_name
+
+log = logging.getLogger(__name__)
+
+PIPELINE_ENV = "OPSNB_PIPELINE"
+"""Set in a stage kernel's environment while the runner executes it."""
+
+KERNEL_NAME = "opsnb"
+RESERVED_PARAMETERS = frozenset({"run_dir"})
+
+
+@dataclass
+class StageOutcome:
+    """What happened to one stage in a run."""
+
+    stage: str
+    status: str  # "executed", "unchanged" or "reused"
+    wall_s: float
+    detail: str = ""
+
+
+@dataclass
+class RunResult:
+    """The result of :func:`run`: where it ran and what each stage did."""
+
+    run_id: str
+    run_dir: Path
+    outcomes: list[StageOutcome] = field(default_factory=list)
+
+    @property
+    def manifest(self) -> RunManifest:
+        """The run's manifest as it is on disk now."""
+        return RunManifest.load(self.run_dir)
+
+
+# -- parameters ------------------------------------------------------------------------------
+def notebook_path(stage: Stage) -> Path:
+    """Return the source notebook of ``stage``."""
+    return config.notebooks_dir() / stage.notebook
+
+
+def declared_parameters(stage: Stage) -> dict[str, Any]:
+    """Return the parameters declared in the stage notebook's ``parameters`` cell, by name.
+
+    Raises:
+        StageError: the notebook is missing or does not have exactly one ``parameters`` cell.
+    """
+    path = notebook_path(stage)
+    if not path.is_file():
+        raise StageError(f"stage '{stage.name}': notebook {path} does not exist", stage=stage.name)
+    import nbformat
+
+    cells = nbformat.read(path, as_version=4).cells
+    tagged = sum("parameters" in c.get("metadata", {}).get("tags", []) for c in cells)
+    if tagged != 1:
+        raise StageError(
+            f"stage '{stage.name}': {path.name} has {tagged} cells tagged 'parameters'; "
+            "papermill needs exactly one (View > Cell Toolbar > Tags in Jupyter)",
+            stage=stage.name,
+        )
+    return dict(papermill.inspect_notebook(str(path)))
+
+
+def route_parameters(
+    params: Mapping[str, Any], stages: tuple[Stage, ...] = STAGES
+) -> dict[str, dict[str, Any]]:
+    """Give each stage the parameters its notebook declares; refuse names that no stage declares."""
+    declared = {s.name: declared_parameters(s) for s in stages}
+    reserved = sorted(RESERVED_PARAMETERS & params.keys())
+    if reserved:
+        raise ConfigError(f"parameter {reserved[0]!r} is set by the runner and cannot be given")
+    known = set().union(*declared.values()) - RESERVED_PARAMETERS
+    unknown = sorted(params.keys() - known)
+    if unknown:
+        raise ConfigError(
+            f"no stage declares the parameter(s) {', '.join(map(repr, unknown))}; "
+            f"declared parameters: {', '.join(sorted(known))}"
+        )
+    return {
+        name: {k: v for k, v in params.items() if k in names} for name, names in declared.items()
+    }
+
+
+# -- fingerprints and reuse ------------------------------------------------------------------
+@cache
+def code_hash() -> str:
+    """Hash of opsnb's own source, so a code change re-runs the stages (content, not mtime)."""
+    package = Path(__file__).parent
+    return sha256_json({p.name: sha256_file(p) for p in sorted(package.rglob("*.py"))})
+
+
+def fingerprint(stage: Stage, params: Mapping[str, Any], inputs: Mapping[str, str]) -> str:
+    """Return the hash that decides whether ``stage`` must run again."""
+    return sha256_json(
+        {
+            "stage": stage.name,
+            "notebook": sha256_file(notebook_path(stage)),
+            "params": dict(params),
+            "inputs": dict(inputs),
+            "code": code_hash(),
+        }
+    )
+
+
+def _all_verify(manifest: RunManifest, relpaths: tuple[str, ...]) -> bool:
+    """True when every artifact in ``relpaths`` is sealed in ``manifest`` and intact."""
+    try:
+        for relpath in relpaths:
+            manifest.verify(relpath)
+    except ArtifactError:
+        return False
+    return True
+
+
+def _find_reusable(stage: Stage, fp: str, exclude: Path) -> RunManifest | None:
+    """Return the newest other run holding a successful, intact execution with fingerprint ``fp``."""
+    root = exclude.parent
+    candidates = sorted(root.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for path in candidates:
+        if path.parent == exclude or path.parent.is_symlink():
+            continue
+        other = RunManifest.load(path.parent)
+        record = other.stages.get(stage.name, {})
+        if record.get("status") == "succeeded" and record.get("fingerprint") == fp:
+            if _all_verify(other, stage.produces):
+                return other
+    return None
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Hard-link ``src`` to ``dst`` (artifacts are never modified in place), else copy."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+# -- kernels ---------------------------------------------------------------------------------
+def ensure_kernel() -> str:
+    """Make papermill run notebooks with *this* Python: install a kernelspec into ``sys.prefix``.
+
+    ``JUPYTER_PATH`` is pointed there first so a user-wide kernel of the same name elsewhere
+    cannot win.
+    """
+    share = Path(sys.prefix) / "share" / "jupyter"
+    spec_file = share / "kernels" / KERNEL_NAME / "kernel.json"
+    current = read_json(spec_file)["argv"][0] if spec_file.is_file() else None
+    if current != sys.executable:
+        from ipykernel.kernelspec import install
+
+        install(kernel_name=KERNEL_NAME, display_name="Python (opsnb)", prefix=sys.prefix)
+        log.info("installed the %s kernel for %s", KERNEL_NAME, sys.executable)
+    paths = os.environ.get("JUPYTER_PATH", "").split(os.pathsep)
+    if str(share) not in paths:
+        os.environ["JUPYTER_PATH"] = os.pathsep.join([str(share), *filter(None, paths)])
+    return KERNEL_NAME
+
+
+# -- running ---------------------------------------------------------------------------------
+def new_run_id() -> str:
+    """Return a fresh, sortable run id: UTC time plus a random suffix."""
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def _select(from_stage: str | None, until: str | None) -> tuple[Stage, ...]:
+    names = [s.name for s in STAGES]
+    start = names.index(stage_by_name(from_stage).name) if from_stage else 0
+    stop = names.index(stage_by_name(until).name) + 1 if until else len(STAGES)
+    if start >= stop:
+        raise ConfigError(f"--from {from_stage} comes after --until {until}; nothing to run")
+    return STAGES[start:stop]
+
+
+def _children_cpu() -> float:
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return kids.ru_utime + kids.ru_stime
+
+
+def update_latest(run_dir: Path) -> None:
+    """Point ``runs/latest`` at ``run_dir`` atomically (a relative symlink)."""
+    link = run_dir.parent / "latest"
+    tmp = run_dir.parent / f".latest.{secrets.token_hex(4)}"
+    tmp.symlink_to(run_dir.name)
+    os.replace(tmp, link)
+
+
+def run(
+    params: Mapping[str, Any] | None = None,
+    *,
+    run_id: str | None = None,
+    run_dir: Path | None = None,
+    from_stage: str | None = None,
+    until: str | None = None,
+    force: bool = False,
+    on_stage: Callable[[Stage, StageOutcome | None], None] | None = None,
+) -> RunResult:
+    """Run the pipeline (or the stages ``from_stage``..``until``) and return what happened.
+
+    Args:
+        params: parameter overrides; each goes to every stage that declares it.
+        run_id: an existing or new run id under the runs folder (default: a fresh id).
+        run_dir: an explicit run folder instead of ``run_id`` (notebooks use this).
+        from_stage: first stage to run; earlier stages must have succeeded in this run.
+        until: last stage to run.
+        force: execute every selected stage even when its fingerprint is unchanged.
+        on_stage: called before each stage with ``None`` and after it with its outcome.
+
+    Raises:
+        ConfigError: an unknown parameter or stage, before any kernel starts.
+        StageError: a stage failed; the message says how to resume.
+    """
+    params = dict(params or {})
+    selected = _select(from_stage, until)
+    routed = route_parameters(params)
+    if from_stage and run_id is None and run_dir is None:
+        raise ConfigError("--from needs --run-id: the earlier stages' outputs come from that run")
+    folder = run_dir or config.runs_root() / (run_id or new_run_id())
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = RunManifest.load(folder)
+    manifest.data.update(status="running", updated=now_iso())
+    manifest.save()
+    kernel = ensure_kernel()
+    result = RunResult(folder.name, folder)
+    for stage in selected:
+        if on_stage:
+            on_stage(stage, None)
+        outcome = _run_stage(stage, routed[stage.name], folder, kernel, force=force)
+        result.outcomes.append(outcome)
+        if on_stage:
+            on_stage(stage, outcome)
+    manifest = RunManifest.load(folder)
+    complete = all(manifest.stages.get(s.name, {}).get("status") == "succeeded" for s in STAGES)
+    manifest.data.update(status="succeeded" if complete else "partial", updated=now_iso())
+    manifest.save()
+    if complete and run_dir is None:
+        update_latest(folder)
+    return result
+
+
+def _run_stage(
+    stage: Stage, params: dict[str, Any], folder: Path, kernel: str, *, force: bool
+) -> StageOutcome:
+    t0 = time.perf_counter()
+    manifest = RunManifest.load(folder)
+    try:
+        inputs = {rel: sha256_file(manifest.verify(rel)) for rel in stage.consumes}
+    except ArtifactError as exc:
+        raise StageError(
+            f"stage '{stage.name}' cannot start: {exc}", stage=stage.name, run_id=folder.name
+        ) from exc
+    fp = fingerprint(stage, params, inputs)
+    record = manifest.stages.get(stage.name, {})
+    if not force and record.get("fingerprint") == fp and record.get("status") == "succeeded":
+        if _all_verify(manifest, stage.produces):
+            return StageOutcome(stage.name, "unchanged", time.perf_counter() - t0)
+    if not force and (source := _find_reusable(stage, fp, folder)) is not None:
+        _reuse(stage, source, manifest)
+        return StageOutcome(
+            stage.name, "reused", time.perf_counter() - t0, f"from run {source.run_dir.name}"
+        )
+    return _execute(stage, params, inputs, fp, folder, kernel)
+
+
+def _reuse(stage: Stage, source: RunManifest, manifest: RunManifest) -> None:
+    """Bring a matching earlier execution's outputs into this run (hard links, re-verified)."""
+    for relpath in stage.produces:
+        _link_or_copy(source.run_dir / relpath, manifest.run_dir / relpath)
+        manifest.seal(relpath, stage=stage.name)
+    executed = source.run_dir / "notebooks" / stage.notebook
+    if executed.is_file():
+        _link_or_copy(executed, manifest.run_dir / "notebooks" / stage.notebook)
+    manifest.stages[stage.name] = {
+        **source.stages[stage.name],
+        "reused_from": source.run_dir.name,
+    }
+    manifest.save()
+
+
+def _execute(
+    stage: Stage,
+    params: dict[str, Any],
+    inputs: dict[str, str],
+    fp: str,
+    folder: Path,
+    kernel: str,
+) -> StageOutcome:
+    manifest = RunManifest.load(folder)
+    manifest.unseal_stage(stage.name)
+    manifest.stages[stage.name] = {
+        "status": "running",
+        "started": now_iso(),
+        "params": params,
+        "inputs": inputs,
+        "fingerprint": fp,
+        "notebook": f"notebooks/{stage.notebook}",
+    }
+    manifest.save()
+    executed = folder / "notebooks" / stage.notebook
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    t0, cpu0 = time.perf_counter(), _children_cpu()
+    error: BaseException | None = None
+    os.environ[PIPELINE_ENV] = "1"
+    try:
+        papermill.execute_notebook(
+            str(notebook_path(stage)),
+            str(executed),
+            parameters={**params, "run_dir": str(folder)},
+            kernel_name=kernel,
+            cwd=str(folder),
+            progress_bar=False,
+            log_output=False,
+        )
+    except Exception as exc:  # papermill raises its own errors and the kernel's
+        error = exc
+    finally:
+        del os.environ[PIPELINE_ENV]
+    wall = time.perf_counter() - t0
+    manifest = RunManifest.load(folder)
+    record = manifest.stages[stage.name]
+    record.update(wall_s=round(wall, 3), cpu_s=round(_children_cpu() - cpu0, 3))
+    if error is None and record.get("status") != "succeeded":
+        error = StageError(
+            "the notebook ended before its final cell (stage.finish()) ran", stage=stage.name
+        )
+    if error is not None:
+        _fail(stage, manifest, error)
+    manifest.save()
+    return StageOutcome(stage.name, "executed", wall)
+
+
+def _fail(stage: Stage, manifest: RunManifest, error: BaseException) -> None:
+    """Mark the stage and run failed, set partial outputs aside, raise a StageError."""
+    for relpath in manifest.unseal_stage(stage.name):
+        _set_aside(manifest.run_dir, relpath, stage)
+    for relpath in stage.produces:
+        if (manifest.run_dir / relpath).exists():
+            _set_aside(manifest.run_dir, relpath, stage)
+    message = _error_summary(error)
+    manifest.stages[stage.name].update(status="failed", finished=now_iso(), error=message)
+    manifest.data.update(status="failed", updated=now_iso())
+    manifest.save()
+    run_id = manifest.run_dir.name
+    raise StageError(
+        f"stage '{stage.name}' failed: {message}\n"
+        f"executed notebook with the traceback: {manifest.run_dir / 'notebooks' / stage.notebook}\n"
+        f"resume with: opsnb run --run-id {run_id} --from {stage.name}",
+        stage=stage.name,
+        run_id=run_id,
+    ) from error
+
+
+def _set_aside(run_dir: Path, relpath: str, stage: Stage) -> None:
+    src = run_dir / relpath
+    if src.exists():
+        dst = run_dir / "failed" / stage.name / relpath
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dst)
+
+
+def _error_summary(error: BaseException) -> str:
+    ename, evalue = getattr(error, "ename", None), getattr(error, "evalue", None)
+    if ename:
+        return f"{ename}: {evalue}"
+    return f"{type(error).__name__}: {error}"
+
+
+def open_stage(name: str, run_dir: str | os.PathLike[str] = config.LAB_RUN) -> StageContext:
+    """Open stage ``name`` in ``run_dir`` for a notebook and return its context.
+
+    Under the runner the inputs must already be sealed. Opened by hand (JupyterLab), a stage
+    whose inputs are missing first runs the earlier stages with their defaults into the same
+    folder, so every notebook runs on its own.
+    """
+    stage = stage_by_name(name)
+    folder = config.resolve_run_dir(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not os.environ.get(PIPELINE_ENV):
+        manifest = RunManifest.load(folder)
+        if not _all_verify(manifest, stage.consumes):
+            index = [s.name for s in STAGES].index(name)
+            if index > 0:
+                log.warning("inputs of '%s' missing in %s: running earlier stages", name, folder)
+                run(run_dir=folder, until=STAGES[index - 1].name)
+    return StageContext(stage, folder)
+
