@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from tqdm import tqdm
 
-from opsnb import pipeline
+from opsnb import config, hygiene, pipeline
 from opsnb.errors import ConfigError, OpsnbError
 from opsnb.stages import STAGES, Stage
 
@@ -46,11 +46,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
             bar.set_description(stage.name)
             return
         bar.update(1)
-        bar.write(f"  {stage.name:<15} {outcome.status:<9} {outcome.wall_s:7.1f} s  {outcome.detail}")
+        bar.write(
+            f"  {stage.name:<15} {outcome.status:<9} {outcome.wall_s:7.1f} s  {outcome.detail}"
+        )
 
     try:
-        result = pipeline.run(params, run_id=args.run_id, from_stage=args.from_stage,
-                              until=args.until, force=args.force, on_stage=progress)  # fmt: skip
+        result = pipeline.run(
+            params,
+            run_id=args.run_id,
+            from_stage=args.from_stage,
+            until=args.until,
+            force=args.force,
+            on_stage=progress,
+        )
     finally:
         bar.close()
     status = result.manifest.data["status"]
@@ -64,6 +72,27 @@ def _cmd_stages(_: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_notebooks(args: argparse.Namespace) -> int:
+    paths = [Path(p) for p in args.paths] or sorted(config.notebooks_dir().glob("*.ipynb"))
+    if args.action == "clean":
+        for path in paths:
+            if hygiene.clean(path):
+                print(f"cleaned {path}")
+        return 0
+    if args.action == "adopt":
+        executed = Path(args.from_run) / "notebooks"
+        for path in paths:
+            if (executed / path.name).is_file():
+                for cell in hygiene.adopt_checked_outputs(path, executed / path.name):
+                    print(f"{path}: refreshed checked output of cell {cell}")
+        return 0
+    problems = [p for path in paths for p in hygiene.check(path)]
+    for problem in problems:
+        print(problem)
+    print(f"{len(paths)} notebooks checked, {len(problems)} problems")
+    return 1 if problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``opsnb``."""
     parser = argparse.ArgumentParser(prog="opsnb", description=__doc__)
@@ -71,8 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the stage notebooks as one pipeline into runs/<run-id>")
-    run.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                     help="parameter for every stage that declares it (repeatable)")  # fmt: skip
+    run.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="parameter for every stage that declares it (repeatable)",
+    )
     run.add_argument("-f", "--params-file", help="YAML file of name: value parameters")
     run.add_argument("--run-id", help="run id under runs/ (default: a new one)")
     run.add_argument("--from", dest="from_stage", metavar="STAGE", help="first stage to run")
@@ -80,6 +115,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="re-run stages even if unchanged")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     run.set_defaults(handler=_cmd_run)
+
+    notebooks = sub.add_parser("notebooks", help="check or clean the stage notebooks")
+    notebooks.add_argument(
+        "action",
+        choices=["check", "clean", "adopt"],
+        help="check hygiene; clean stray outputs; adopt checked outputs",
+    )
+    notebooks.add_argument("paths", nargs="*", help="notebooks (default: notebooks/*.ipynb)")
+    notebooks.add_argument(
+        "--from-run",
+        default=str(config.runs_root() / "latest"),
+        help="with adopt: the run whose executed notebooks to copy from",
+    )
+    notebooks.set_defaults(handler=_cmd_notebooks)
 
     stages = sub.add_parser("stages", help="list the stages in order")
     stages.set_defaults(handler=_cmd_stages)
@@ -89,8 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``opsnb`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")  # fmt: skip
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         code: int = args.handler(args)
     except OpsnbError as exc:

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import treelite
 import tl2cgen
+import treelite
 
 from opsnb.artifacts import sha256_file, write_json
 from opsnb.errors import CompileError, ParityError
@@ -36,8 +36,9 @@ def load_model(model_path: str | os.PathLike[str]) -> treelite.Model:
         raise CompileError(f"Treelite cannot load {model_path}: {exc}") from exc
 
 
-def generate_source(model: treelite.Model, src_dir: str | os.PathLike[str], *,
-                    parallel_units: int = 0) -> Path:
+def generate_source(
+    model: treelite.Model, src_dir: str | os.PathLike[str], *, parallel_units: int = 0
+) -> Path:
     """Write the C source of ``model`` into ``src_dir`` (``main.c``/``tu*.c``, ``header.h``)."""
     params: dict[str, Any] = {"parallel_comp": parallel_units} if parallel_units else {}
     try:
@@ -47,8 +48,13 @@ def generate_source(model: treelite.Model, src_dir: str | os.PathLike[str], *,
     return Path(src_dir)
 
 
-def build_library(src_dir: str | os.PathLike[str], lib_path: str | os.PathLike[str], *,
-                  toolchain: str = "gcc", jobs: int | None = None) -> Path:
+def build_library(
+    src_dir: str | os.PathLike[str],
+    lib_path: str | os.PathLike[str],
+    *,
+    toolchain: str = "gcc",
+    jobs: int | None = None,
+) -> Path:
     """Compile the C source in ``src_dir`` into the shared library ``lib_path``."""
     src = Path(src_dir)
     try:
@@ -96,8 +102,9 @@ def compile_bundle(
     return manifest
 
 
-def parity_report(reference: np.ndarray, compiled: np.ndarray, *, tolerance: float,
-                  label: str = "xgboost") -> dict[str, Any]:
+def parity_report(
+    reference: np.ndarray, compiled: np.ndarray, *, tolerance: float, label: str = "xgboost"
+) -> dict[str, Any]:
     """Compare two prediction vectors; name the worst row."""
     diff = np.abs(np.asarray(reference, np.float64) - np.asarray(compiled, np.float64))
     worst = int(np.argmax(diff)) if len(diff) else -1

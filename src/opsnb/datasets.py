@@ -20,15 +20,22 @@ LOANS_TARGET = "default"
 LOANS_TIMESTAMP = "applied_at"
 HOME_OWNERSHIP = ("RENT", "MORTGAGE", "OWN", "OTHER")
 PURPOSES = (
-    "debt_consolidation", "credit_card", "home_improvement", "car",
-    "small_business", "medical", "education", "other",
-)  # fmt: skip
+    "debt_consolidation",
+    "credit_card",
+    "home_improvement",
+    "car",
+    "small_business",
+    "medical",
+    "education",
+    "other",
+)
 REGIONS = ("north", "south", "east", "west", "central")
 _START = pd.Timestamp("2024-01-01")
 
 
-def loan_applications(n_rows: int = 20_000, *, seed: int = 42, start: pd.Timestamp = _START,
-                      days: int = 540) -> pd.DataFrame:
+def loan_applications(
+    n_rows: int = 20_000, *, seed: int = 42, start: pd.Timestamp = _START, days: int = 540
+) -> pd.DataFrame:
     """Generate ``n_rows`` loan applications spread evenly in time from ``start`` over ``days``.
 
     The same ``seed`` always gives the same table. Columns: ``application_id`` (an identifier,
@@ -55,16 +62,16 @@ def loan_applications(n_rows: int = 20_000, *, seed: int = 42, start: pd.Timesta
     # Log-odds of default: thresholds and interactions a linear model cannot express.
     burden = loan_amount / income
     logit = (
-        -2.2
-        + 2.2 / (1 + np.exp((credit_score - 620) / 25))
-        + 1.4 * (burden > 0.45) * (term == 60)
-        + 0.035 * np.maximum(dti - 25, 0)
-        + 0.55 * np.minimum(delinquencies, 3)
-        - 0.5 * (employment_years > 4) * (home != "RENT")
-        + np.select([purpose == "small_business", purpose == "medical"], [0.9, 0.5], 0.0)
-        + 0.4 * ((age < 25) | (age > 70))
-        + 0.3 * (region == "south") * (credit_score < 650)
-        + rng.normal(0, 0.6, n_rows)
+        -3.0
+        + 3.2 / (1 + np.exp((credit_score - 630) / 20))
+        + 1.8 * (burden > 0.45) * (term == 60)
+        + 0.06 * np.maximum(dti - 25, 0)
+        + 0.7 * np.minimum(delinquencies, 3)
+        - 0.8 * (employment_years > 4) * (home != "RENT")
+        + np.select([purpose == "small_business", purpose == "medical"], [1.2, 0.6], 0.0)
+        + 0.6 * ((age < 25) | (age > 70))
+        + 0.5 * (region == "south") * (credit_score < 650)
+        + rng.normal(0, 0.3, n_rows)
     )
     default = (rng.uniform(size=n_rows) < 1 / (1 + np.exp(-logit))).astype(np.int8)
 
@@ -86,14 +93,20 @@ def loan_applications(n_rows: int = 20_000, *, seed: int = 42, start: pd.Timesta
             LOANS_TARGET: default,
         }
     )
-    for column, share in {"age": 0.01, "income": 0.04, "employment_years": 0.06,
-                          "debt_to_income": 0.02, "purpose": 0.01}.items():  # fmt: skip
+    for column, share in {
+        "age": 0.01,
+        "income": 0.04,
+        "employment_years": 0.06,
+        "debt_to_income": 0.02,
+        "purpose": 0.01,
+    }.items():
         frame.loc[rng.uniform(size=n_rows) < share, column] = np.nan
     return frame
 
 
-def production_batch(n_rows: int, *, seed: int, after: pd.Timestamp, days: int = 30
-                     ) -> pd.DataFrame:
+def production_batch(
+    n_rows: int, *, seed: int, after: pd.Timestamp, days: int = 30
+) -> pd.DataFrame:
     """Generate applications arriving in the ``days`` after ``after``, as production sees them."""
     return loan_applications(n_rows, seed=seed, start=after, days=days)
 
@@ -116,13 +129,15 @@ def load(dataset: str, *, n_rows: int, seed: int) -> LoadedData:
     """Load data set ``dataset``; an unknown name lists the known ones."""
     if dataset == "loans":
         frame = loan_applications(n_rows, seed=seed)
-        return LoadedData(frame, f"builtin:loans(n_rows={n_rows}, seed={seed})",
-                          LOANS_TARGET, LOANS_TIMESTAMP)  # fmt: skip
+        return LoadedData(
+            frame, f"builtin:loans(n_rows={n_rows}, seed={seed})", LOANS_TARGET, LOANS_TIMESTAMP
+        )
     raise ConfigError(f"unknown dataset {dataset!r}; built-in datasets: {', '.join(BUILTIN)}")
 
 
-def data_card(frame: pd.DataFrame, *, source: str, target: str, timestamp: str | None
-              ) -> dict[str, object]:
+def data_card(
+    frame: pd.DataFrame, *, source: str, target: str, timestamp: str | None
+) -> dict[str, object]:
     """Describe a data set: provenance, size, content hash, time range, missing share."""
     content = pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
     card: dict[str, object] = {

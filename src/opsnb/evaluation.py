@@ -39,24 +39,29 @@ def calibration_table(y_true: np.ndarray, p: np.ndarray, bins: int = 10) -> list
     for b in range(bins):
         mask = index == b
         if mask.any():
-            table.append({
-                "bin": f"{edges[b]:.1f}-{edges[b + 1]:.1f}",
-                "rows": int(mask.sum()),
-                "mean_predicted": round(float(p[mask].mean()), 4),
-                "observed_rate": round(float(y_true[mask].mean()), 4),
-            })  # fmt: skip
+            table.append(
+                {
+                    "bin": f"{edges[b]:.1f}-{edges[b + 1]:.1f}",
+                    "rows": int(mask.sum()),
+                    "mean_predicted": round(float(p[mask].mean()), 4),
+                    "observed_rate": round(float(y_true[mask].mean()), 4),
+                }
+            )
     return table
 
 
 def metrics_frame(metrics: dict[str, float], floor_metric: str, floor: float) -> pd.DataFrame:
     """The metrics as a table with the problem's floor beside the headline metric."""
-    rows = [{"metric": k, "value": v, "floor": floor if k == floor_metric else None}
-            for k, v in metrics.items()]  # fmt: skip
+    rows = [
+        {"metric": k, "value": v, "floor": floor if k == floor_metric else None}
+        for k, v in metrics.items()
+    ]
     return pd.DataFrame(rows)
 
 
-def evaluate(task: str, y_true: np.ndarray, y_pred: np.ndarray, *, metric: str,
-             floor: float) -> dict[str, Any]:
+def evaluate(
+    task: str, y_true: np.ndarray, y_pred: np.ndarray, *, metric: str, floor: float
+) -> dict[str, Any]:
     """Scores, the calibration table (binary) and whether the headline metric meets its floor."""
     scores = score(task, y_true, y_pred)
     higher_is_better = metric in ("auc", "accuracy", "r2")

@@ -14,11 +14,13 @@ _EPS = 1e-4
 
 def _shares(counts: np.ndarray) -> np.ndarray:
     total = counts.sum()
-    return np.clip(counts / total if total else counts.astype(float), _EPS, None)
+    shares: np.ndarray = np.clip(counts / total if total else counts.astype(float), _EPS, None)
+    return shares
 
 
-def psi(reference: np.ndarray, current: np.ndarray, *, categorical: bool = False,
-        bins: int = 10) -> float:
+def psi(
+    reference: np.ndarray, current: np.ndarray, *, categorical: bool = False, bins: int = 10
+) -> float:
     """Population stability index of ``current`` against ``reference``; NaN is its own bin.
 
     Numeric values are binned at the reference's deciles; categorical codes bin per value.
@@ -31,20 +33,23 @@ def psi(reference: np.ndarray, current: np.ndarray, *, categorical: bool = False
         ref_counts = np.array([(ref_ok == v).sum() for v in values])
         cur_counts = np.array([(cur_ok == v).sum() for v in values])
     else:
-        edges = np.unique(np.quantile(ref_ok, np.linspace(0, 1, bins + 1))) if len(ref_ok) else []
-        inner = np.asarray(edges)[1:-1]
-        ref_counts = np.bincount(np.searchsorted(inner, ref_ok, side="right"),
-                                 minlength=len(inner) + 1)  # fmt: skip
-        cur_counts = np.bincount(np.searchsorted(inner, cur_ok, side="right"),
-                                 minlength=len(inner) + 1)  # fmt: skip
+        quantiles = np.quantile(ref_ok, np.linspace(0, 1, bins + 1)) if len(ref_ok) else ref_ok
+        inner = np.unique(quantiles)[1:-1]
+        ref_counts = np.bincount(
+            np.searchsorted(inner, ref_ok, side="right"), minlength=len(inner) + 1
+        )
+        cur_counts = np.bincount(
+            np.searchsorted(inner, cur_ok, side="right"), minlength=len(inner) + 1
+        )
     ref_counts = np.append(ref_counts, np.isnan(ref).sum())
     cur_counts = np.append(cur_counts, np.isnan(cur).sum())
     p, q = _shares(ref_counts), _shares(cur_counts)
     return float(np.sum((q - p) * np.log(q / p)))
 
 
-def drift_table(reference: np.ndarray, current: np.ndarray, names: list[str],
-                kinds: list[str]) -> pd.DataFrame:
+def drift_table(
+    reference: np.ndarray, current: np.ndarray, names: list[str], kinds: list[str]
+) -> pd.DataFrame:
     """PSI per feature with its level (``stable``, ``moderate``, ``major``), worst first."""
     rows = []
     for j, (name, kind) in enumerate(zip(names, kinds, strict=True)):
@@ -54,17 +59,27 @@ def drift_table(reference: np.ndarray, current: np.ndarray, names: list[str],
     return pd.DataFrame(rows).sort_values("psi", ascending=False, ignore_index=True)
 
 
-def alerts(drift: pd.DataFrame, live_metrics: dict[str, float] | None = None,
-           *, metric: str | None = None, floor: float | None = None) -> list[dict[str, Any]]:
+def alerts(
+    drift: pd.DataFrame,
+    live_metrics: dict[str, float] | None = None,
+    *,
+    metric: str | None = None,
+    floor: float | None = None,
+) -> list[dict[str, Any]]:
     """Alerts for major drift and for a live metric under the problem's floor."""
     found = [
-        {"kind": "drift", "feature": r.feature, "psi": r.psi,
-         "message": f"feature '{r.feature}' drifted: PSI {r.psi:.3f} >= {PSI_MAJOR}"}
-        for r in drift.itertuples() if r.level == "major"
-    ]  # fmt: skip
+        {
+            "kind": "drift",
+            "feature": r.feature,
+            "psi": r.psi,
+            "message": f"feature '{r.feature}' drifted: PSI {r.psi:.3f} >= {PSI_MAJOR}",
+        }
+        for r in drift.itertuples()
+        if r.level == "major"
+    ]
     if live_metrics and metric and floor is not None and metric in live_metrics:
         value = live_metrics[metric]
         if value < floor:
-            found.append({"kind": "quality", "metric": metric, "value": value,
-                          "message": f"live {metric} {value:.4f} is below the floor {floor}"})  # fmt: skip
+            message = f"live {metric} {value:.4f} is below the floor {floor}"
+            found.append({"kind": "quality", "metric": metric, "value": value, "message": message})
     return found

@@ -25,7 +25,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import papermill
+from ipykernel.kernelspec import install as install_kernelspec
 
 from opsnb import config
 from opsnb.artifacts import RunManifest, now_iso, read_json, sha256_file, sha256_json
@@ -80,9 +82,7 @@ def declared_parameters(stage: Stage) -> dict[str, Any]:
     path = notebook_path(stage)
     if not path.is_file():
         raise StageError(f"stage '{stage.name}': notebook {path} does not exist", stage=stage.name)
-    import nbformat
-
-    cells = nbformat.read(path, as_version=4).cells
+    cells = nbformat.read(path, as_version=4).cells  # type: ignore[no-untyped-call]
     tagged = sum("parameters" in c.get("metadata", {}).get("tags", []) for c in cells)
     if tagged != 1:
         raise StageError(
@@ -145,18 +145,25 @@ def _all_verify(manifest: RunManifest, relpaths: tuple[str, ...]) -> bool:
 
 
 def _find_reusable(stage: Stage, fp: str, exclude: Path) -> RunManifest | None:
-    """Return the newest other run holding a successful, intact execution with fingerprint ``fp``."""
-    root = exclude.parent
-    candidates = sorted(root.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for path in candidates:
+    """Return the newest other run with a successful, intact execution of fingerprint ``fp``."""
+    manifests = sorted(exclude.parent.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
+    for path in reversed(manifests):
         if path.parent == exclude or path.parent.is_symlink():
             continue
         other = RunManifest.load(path.parent)
-        record = other.stages.get(stage.name, {})
-        if record.get("status") == "succeeded" and record.get("fingerprint") == fp:
-            if _all_verify(other, stage.produces):
-                return other
+        if _succeeded_with(other, stage, fp):
+            return other
     return None
+
+
+def _succeeded_with(manifest: RunManifest, stage: Stage, fp: str) -> bool:
+    """True when ``stage`` succeeded in ``manifest`` with fingerprint ``fp`` and is intact."""
+    record = manifest.stages.get(stage.name, {})
+    return (
+        record.get("status") == "succeeded"
+        and record.get("fingerprint") == fp
+        and _all_verify(manifest, stage.produces)
+    )
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -180,9 +187,9 @@ def ensure_kernel() -> str:
     spec_file = share / "kernels" / KERNEL_NAME / "kernel.json"
     current = read_json(spec_file)["argv"][0] if spec_file.is_file() else None
     if current != sys.executable:
-        from ipykernel.kernelspec import install
-
-        install(kernel_name=KERNEL_NAME, display_name="Python (opsnb)", prefix=sys.prefix)
+        install_kernelspec(
+            kernel_name=KERNEL_NAME, display_name="Python (opsnb)", prefix=sys.prefix
+        )
         log.info("installed the %s kernel for %s", KERNEL_NAME, sys.executable)
     paths = os.environ.get("JUPYTER_PATH", "").split(os.pathsep)
     if str(share) not in paths:
@@ -283,16 +290,15 @@ def _run_stage(
             f"stage '{stage.name}' cannot start: {exc}", stage=stage.name, run_id=folder.name
         ) from exc
     fp = fingerprint(stage, params, inputs)
-    record = manifest.stages.get(stage.name, {})
-    if not force and record.get("fingerprint") == fp and record.get("status") == "succeeded":
-        if _all_verify(manifest, stage.produces):
-            return StageOutcome(stage.name, "unchanged", time.perf_counter() - t0)
+    if not force and _succeeded_with(manifest, stage, fp):
+        return StageOutcome(stage.name, "unchanged", time.perf_counter() - t0)
     if not force and (source := _find_reusable(stage, fp, folder)) is not None:
         _reuse(stage, source, manifest)
         return StageOutcome(
             stage.name, "reused", time.perf_counter() - t0, f"from run {source.run_dir.name}"
         )
-    return _execute(stage, params, inputs, fp, folder, kernel)
+    _start(stage, params, inputs, fp, folder)
+    return _execute(stage, params, folder, kernel)
 
 
 def _reuse(stage: Stage, source: RunManifest, manifest: RunManifest) -> None:
@@ -310,14 +316,10 @@ def _reuse(stage: Stage, source: RunManifest, manifest: RunManifest) -> None:
     manifest.save()
 
 
-def _execute(
-    stage: Stage,
-    params: dict[str, Any],
-    inputs: dict[str, str],
-    fp: str,
-    folder: Path,
-    kernel: str,
-) -> StageOutcome:
+def _start(
+    stage: Stage, params: dict[str, Any], inputs: dict[str, str], fp: str, folder: Path
+) -> None:
+    """Record the stage as running (its earlier outputs in this run no longer count)."""
     manifest = RunManifest.load(folder)
     manifest.unseal_stage(stage.name)
     manifest.stages[stage.name] = {
@@ -329,6 +331,10 @@ def _execute(
         "notebook": f"notebooks/{stage.notebook}",
     }
     manifest.save()
+
+
+def _execute(stage: Stage, params: dict[str, Any], folder: Path, kernel: str) -> StageOutcome:
+    """Execute the stage notebook with papermill; record timings; fail loudly."""
     executed = folder / "notebooks" / stage.notebook
     executed.parent.mkdir(parents=True, exist_ok=True)
     t0, cpu0 = time.perf_counter(), _children_cpu()
@@ -416,4 +422,3 @@ def open_stage(name: str, run_dir: str | os.PathLike[str] = config.LAB_RUN) -> S
                 log.warning("inputs of '%s' missing in %s: running earlier stages", name, folder)
                 run(run_dir=folder, until=STAGES[index - 1].name)
     return StageContext(stage, folder)
-

@@ -29,8 +29,9 @@ def verify_bundle(bundle_dir: str | os.PathLike[str]) -> dict[str, Any]:
     bundle = Path(bundle_dir)
     manifest_path = bundle / "manifest.json"
     if not manifest_path.is_file():
-        raise ArtifactError(f"{bundle} is not a bundle: manifest.json is missing",
-                            path="manifest.json")  # fmt: skip
+        raise ArtifactError(
+            f"{bundle} is not a bundle: manifest.json is missing", path="manifest.json"
+        )
     manifest: dict[str, Any] = read_json(manifest_path)
     for name, expected in manifest["files"].items():
         path = bundle / name
@@ -83,4 +84,3 @@ class CompiledModel:
 def load_bundle(bundle_dir: str | os.PathLike[str]) -> CompiledModel:
     """Verify and load a bundle; see :class:`CompiledModel`."""
     return CompiledModel(bundle_dir)
-

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import train_test_split
 
 from opsnb.errors import ConfigError, DataError
 from opsnb.validation import is_id_like
@@ -51,11 +52,9 @@ def split(
         ordered = frame.sort_values(timestamp, kind="stable").reset_index(drop=True)
         bounds = np.cumsum([0, *fractions.values()]) * len(ordered)
         return {
-            name: ordered.iloc[int(round(lo)) : int(round(hi))].reset_index(drop=True)
+            name: ordered.iloc[round(lo) : round(hi)].reset_index(drop=True)
             for name, lo, hi in zip(fractions, bounds[:-1], bounds[1:], strict=True)
         }
-    from sklearn.model_selection import train_test_split
-
     parts: dict[str, pd.DataFrame] = {}
     rest, remaining = frame, 1.0
     names = list(fractions)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+import itertools
 import os
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,15 +17,23 @@ OBJECTIVES = {"binary": "binary:logistic", "regression": "reg:squarederror"}
 EVAL_METRICS = {"binary": "logloss", "regression": "rmse"}
 
 
-def make_dmatrix(x: np.ndarray, y: np.ndarray | None, feature_names: list[str],
-                 feature_types: list[str]) -> xgb.DMatrix:
+def make_dmatrix(
+    x: np.ndarray, y: np.ndarray | None, feature_names: list[str], feature_types: list[str]
+) -> xgb.DMatrix:
     """Build a DMatrix whose categorical features (opsnb's integer codes) split as categories."""
-    return xgb.DMatrix(x, label=y, feature_names=feature_names, feature_types=feature_types,
-                       enable_categorical=True, missing=np.nan)  # fmt: skip
+    return xgb.DMatrix(
+        x,
+        label=y,
+        feature_names=feature_names,
+        feature_types=feature_types,
+        enable_categorical=True,
+        missing=np.nan,
+    )
 
 
-def frame_to_dmatrix(frame: pd.DataFrame, schema: dict[str, Any], *, labelled: bool = True
-                     ) -> xgb.DMatrix:
+def frame_to_dmatrix(
+    frame: pd.DataFrame, schema: dict[str, Any], *, labelled: bool = True
+) -> xgb.DMatrix:
     """Build the DMatrix of ``frame`` as the schema encodes it (with labels when ``labelled``)."""
     y = target_vector(frame, schema) if labelled else None
     return make_dmatrix(to_matrix(frame, schema), y, feature_names(schema), feature_types(schema))
@@ -33,8 +41,6 @@ def frame_to_dmatrix(frame: pd.DataFrame, schema: dict[str, Any], *, labelled: b
 
 def grid(**choices: list[Any]) -> list[dict[str, Any]]:
     """Every combination of the given hyperparameter choices: ``grid(max_depth=[4, 6])``."""
-    import itertools
-
     names = list(choices)
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*choices.values())]
 
@@ -68,12 +74,17 @@ def choose_hyperparameters(
     metric = EVAL_METRICS[task]
     for candidate in grid:
         params = {**base_params(task, seed=seed), **candidate}
-        history = xgb.cv(params, train, num_boost_round=max_rounds, nfold=folds, seed=seed,
-                         early_stopping_rounds=early_stopping_rounds,
-                         stratified=task == "binary")  # fmt: skip
-        best = history[f"test-{metric}-mean"]
-        scores.append({**candidate, "cv_" + metric: round(float(best.iloc[-1]), 5),
-                       "rounds": len(history)})  # fmt: skip
+        history = xgb.cv(
+            params,
+            train,
+            num_boost_round=max_rounds,
+            nfold=folds,
+            seed=seed,
+            early_stopping_rounds=early_stopping_rounds,
+            stratified=task == "binary",
+        )
+        best = float(np.asarray(history[f"test-{metric}-mean"])[-1])
+        scores.append({**candidate, "cv_" + metric: round(best, 5), "rounds": len(history)})
     winner = min(scores, key=lambda s: s["cv_" + metric])
     chosen = {k: v for k, v in winner.items() if k in grid[0]}
     chosen["n_estimators"] = winner["rounds"]
@@ -92,9 +103,14 @@ def train(
     """Train with early stopping on ``valid_set``; the booster keeps only the best iteration."""
     params = {**base_params(task, seed=seed), **hyperparameters}
     rounds = int(params.pop("n_estimators", 300))
-    booster = xgb.train(params, train_set, num_boost_round=max(rounds * 2, 50),
-                        evals=[(valid_set, "valid")], early_stopping_rounds=early_stopping_rounds,
-                        verbose_eval=False)  # fmt: skip
+    booster = xgb.train(
+        params,
+        train_set,
+        num_boost_round=max(rounds * 2, 50),
+        evals=[(valid_set, "valid")],
+        early_stopping_rounds=early_stopping_rounds,
+        verbose_eval=False,
+    )
     # Slice to the best iteration so the saved file, XGBoost and the compiled trees all agree.
     return booster[: booster.best_iteration + 1]
 

@@ -34,8 +34,9 @@ def infer_schema(
     The target, the timestamp and ID-like columns are recorded but are not features.
     """
     if target not in frame.columns:
+        columns = ", ".join(map(str, frame.columns))
         raise SchemaError(
-            f"target column {target!r} not found; columns are: {', '.join(map(str, frame.columns))}",
+            f"target column {target!r} not found; columns are: {columns}",
             column=target,
         )
     ids = [c for c in frame.columns if c not in (target, timestamp) and is_id_like(frame[c])]
@@ -46,15 +47,15 @@ def infer_schema(
         column = frame[name]
         entry: dict[str, Any] = {"name": str(name), "nullable": bool(column.isna().any())}
         if isinstance(column.dtype, pd.CategoricalDtype) or column.dtype.kind in "OSUb":
-            values = (
+            categories = (
                 list(column.cat.categories)
                 if isinstance(column.dtype, pd.CategoricalDtype)
                 else sorted(column.dropna().astype(str).unique())
             )
-            entry.update(kind="categorical", categories=[str(v) for v in values])
+            entry.update(kind="categorical", categories=[str(v) for v in categories])
         else:
-            values = pd.to_numeric(column, errors="raise")
-            entry.update(kind="numeric", min=float(values.min()), max=float(values.max()))
+            numbers = pd.to_numeric(column, errors="raise")
+            entry.update(kind="numeric", min=float(numbers.min()), max=float(numbers.max()))
         features.append(entry)
     return {
         "version": SCHEMA_VERSION,
@@ -110,13 +111,17 @@ def to_matrix(frame: pd.DataFrame, schema: dict[str, Any]) -> np.ndarray:
 
 def target_vector(frame: pd.DataFrame, schema: dict[str, Any]) -> np.ndarray:
     """Return the label column as float64."""
-    return frame[schema["target"]].to_numpy(dtype=np.float64)
+    labels: np.ndarray = frame[schema["target"]].to_numpy(dtype=np.float64)
+    return labels
 
 
 def describe(schema: dict[str, Any]) -> str:
     """The contract as plain text, one feature a line (stable: nbval checks it)."""
-    lines = [f"target: {schema['target']} ({schema['task']})", f"timestamp: {schema['timestamp']}",
-             f"ids: {', '.join(schema['ids']) or '-'}"]  # fmt: skip
+    lines = [
+        f"target: {schema['target']} ({schema['task']})",
+        f"timestamp: {schema['timestamp']}",
+        f"ids: {', '.join(schema['ids']) or '-'}",
+    ]
     for f in schema["features"]:
         null = "nullable" if f["nullable"] else "required"
         if f["kind"] == "categorical":
