@@ -166,14 +166,14 @@ def _succeeded_with(manifest: RunManifest, stage: Stage, fp: str) -> bool:
     )
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    """Hard-link ``src`` to ``dst`` (artifacts are never modified in place), else copy."""
+def _copy(src: Path, dst: Path) -> None:
+    """Copy an artifact into another run.
+
+    A copy, not a link: editing one run must never reach into another, so the last good run
+    stays intact whatever happens to this one.
+    """
     dst.parent.mkdir(parents=True, exist_ok=True)
-    dst.unlink(missing_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+    shutil.copy2(src, dst)
 
 
 # -- kernels ---------------------------------------------------------------------------------
@@ -302,13 +302,13 @@ def _run_stage(
 
 
 def _reuse(stage: Stage, source: RunManifest, manifest: RunManifest) -> None:
-    """Bring a matching earlier execution's outputs into this run (hard links, re-verified)."""
+    """Bring a matching earlier execution's outputs into this run (copied, re-sealed)."""
     for relpath in stage.produces:
-        _link_or_copy(source.run_dir / relpath, manifest.run_dir / relpath)
+        _copy(source.run_dir / relpath, manifest.run_dir / relpath)
         manifest.seal(relpath, stage=stage.name)
     executed = source.run_dir / "notebooks" / stage.notebook
     if executed.is_file():
-        _link_or_copy(executed, manifest.run_dir / "notebooks" / stage.notebook)
+        _copy(executed, manifest.run_dir / "notebooks" / stage.notebook)
     manifest.stages[stage.name] = {
         **source.stages[stage.name],
         "reused_from": source.run_dir.name,
