@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	$(BIN)/python -m ipykernel install --sys-prefix --name opsnb --display-name "Python (opsnb)" >/dev/null
+	$(BIN)/python -c "from opsnb.pipeline import ensure_kernel; ensure_kernel()"
 	touch $(STAMP)
 
 ## make run: the whole pipeline on the built-in data into runs/<run-id>/

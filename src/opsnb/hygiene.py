@@ -1,8 +1,9 @@
 """Notebook hygiene: stage notebooks stay thin, parameterised and free of stray outputs.
 
 Rules (:func:`check`): exactly one cell tagged ``parameters``; no ``def`` or ``class`` in a
-code cell (logic belongs in ``src/opsnb`` with a test); no execution counts; no outputs except
-in cells tagged ``nbval-check-output``, whose committed output nbval compares in CI.
+code cell (logic belongs in ``src/opsnb`` with a test); no outputs or execution counts except
+in cells tagged ``nbval-check-output``, whose committed output nbval compares in CI (they keep
+the count :data:`CHECKED_COUNT`, since nbval treats a cell without one as never run).
 :func:`clean` fixes what can be fixed automatically, and :func:`adopt_checked_outputs` refreshes
 the checked cells' outputs from an executed copy (e.g. ``runs/latest/notebooks``).
 """
@@ -17,6 +18,8 @@ import nbformat
 
 CHECK_TAG = "nbval-check-output"
 PARAMETERS_TAG = "parameters"
+CHECKED_COUNT = 1
+"""The execution count a checked cell keeps: nbval skips a cell without one as never run."""
 
 
 def _read(path: Path) -> Any:
@@ -51,9 +54,10 @@ def check(path: str | os.PathLike[str]) -> list[str]:
         where = f"{nb_path}: cell {index}"
         if any(line.lstrip().startswith(("def ", "class ")) for line in cell.source.splitlines()):
             problems.append(f"{where} defines a function or class; move it into src/opsnb")
-        if cell.get("execution_count") is not None:
+        checked = CHECK_TAG in _tags(cell)
+        if cell.get("execution_count") not in ({None, CHECKED_COUNT} if checked else {None}):
             problems.append(f"{where} has an execution count; run `make clean-notebooks`")
-        if cell.get("outputs") and CHECK_TAG not in _tags(cell):
+        if cell.get("outputs") and not checked:
             problems.append(
                 f"{where} carries outputs but is not tagged '{CHECK_TAG}'; "
                 "run `make clean-notebooks`"
@@ -69,16 +73,17 @@ def clean(path: str | os.PathLike[str]) -> bool:
     for cell in notebook.cells:
         if cell.cell_type != "code":
             continue
-        if cell.get("execution_count") is not None:
-            cell.execution_count = None
-            changed = True
-        for output in cell.get("outputs", []):
-            if output.get("execution_count") is not None:
-                output["execution_count"] = None
-                changed = True
         if cell.get("outputs") and CHECK_TAG not in _tags(cell):
             cell.outputs = []
             changed = True
+        count = CHECKED_COUNT if cell.get("outputs") else None
+        if cell.get("execution_count") != count:
+            cell.execution_count = count
+            changed = True
+        for output in cell.get("outputs", []):
+            if output.get("execution_count") not in (None, count):
+                output["execution_count"] = count
+                changed = True
     if changed:
         _write(notebook, nb_path)
     return changed

@@ -27,10 +27,16 @@ from typing import Any
 
 import nbformat
 import papermill
-from ipykernel.kernelspec import install as install_kernelspec
 
 from opsnb import config
-from opsnb.artifacts import RunManifest, now_iso, read_json, sha256_file, sha256_json
+from opsnb.artifacts import (
+    RunManifest,
+    now_iso,
+    read_json,
+    sha256_file,
+    sha256_json,
+    write_json,
+)
 from opsnb.errors import ArtifactError, ConfigError, StageError
 from opsnb.stages import STAGES, Stage, StageContext, stage_by_name
 
@@ -177,19 +183,28 @@ def _copy(src: Path, dst: Path) -> None:
 
 
 # -- kernels ---------------------------------------------------------------------------------
+def kernel_spec() -> dict[str, Any]:
+    """The kernelspec of the ``opsnb`` kernel: this Python, quiet about its own transport."""
+    return {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                 "--IPKernelApp.log_level=ERROR"],
+        "display_name": "Python (opsnb)",
+        "language": "python",
+        "metadata": {"debugger": True},
+    }  # fmt: skip
+
+
 def ensure_kernel() -> str:
-    """Make papermill run notebooks with *this* Python: install a kernelspec into ``sys.prefix``.
+    """Make papermill run notebooks with *this* Python: a kernelspec in ``sys.prefix``.
 
     ``JUPYTER_PATH`` is pointed there first so a user-wide kernel of the same name elsewhere
-    cannot win.
+    cannot win. Returns the kernel name.
     """
     share = Path(sys.prefix) / "share" / "jupyter"
     spec_file = share / "kernels" / KERNEL_NAME / "kernel.json"
-    current = read_json(spec_file)["argv"][0] if spec_file.is_file() else None
-    if current != sys.executable:
-        install_kernelspec(
-            kernel_name=KERNEL_NAME, display_name="Python (opsnb)", prefix=sys.prefix
-        )
+    wanted = kernel_spec()
+    if not spec_file.is_file() or read_json(spec_file) != wanted:
+        write_json(spec_file, wanted)
         log.info("installed the %s kernel for %s", KERNEL_NAME, sys.executable)
     paths = os.environ.get("JUPYTER_PATH", "").split(os.pathsep)
     if str(share) not in paths:

@@ -1,0 +1,47 @@
+"""The codebase keeps its own promises: a mapped module per concept, layers that hold."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import opsnb
+
+PROJECT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(opsnb.__file__).parent
+
+
+def _modules() -> set[str]:
+    names = {p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py"}
+    return names | {f"{p.name}/" for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+
+
+def test_every_module_is_named_in_the_readme_map() -> None:
+    readme = (PROJECT / "README.md").read_text()
+    section = readme.split("## How the code is laid out", 1)[1].split("\n## ", 1)[0]
+    mapped = set(re.findall(r"^- `([\w/]+(?:\.py|/))`", section, flags=re.M))
+    assert _modules() - mapped == set(), "add a line per module to README's code map"
+    assert mapped - _modules() == set(), "README maps a module that no longer exists"
+
+
+def _lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from importlinter.cli import lint_imports_command; "
+         "lint_imports_command()", "--no-cache"],
+        cwd=root, env={"PYTHONPATH": str(root / "src"), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+def test_the_layer_contracts_hold_and_can_fail(tmp_path: Path) -> None:
+    shutil.copytree(PACKAGE, tmp_path / "src" / "opsnb")
+    shutil.copy(PROJECT / "pyproject.toml", tmp_path)
+    assert _lint_imports(tmp_path).returncode == 0
+
+    monitoring = tmp_path / "src" / "opsnb" / "monitoring.py"
+    monitoring.write_text(monitoring.read_text() + "\nfrom opsnb import training  # noqa\n")
+    broken = _lint_imports(tmp_path)
+    assert broken.returncode != 0
+    assert "Monitoring reads predictions, never trains or compiles BROKEN" in broken.stdout
+    assert "opsnb.monitoring -> opsnb.training" in broken.stdout

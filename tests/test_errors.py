@@ -1,0 +1,52 @@
+"""The wording of the errors users meet most, pinned."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from opsnb import compiler, pipeline, validation
+from opsnb.artifacts import RunManifest
+from opsnb.errors import (
+    ArtifactError,
+    ConfigError,
+    OpsnbError,
+    ParityError,
+    SchemaError,
+    StageError,
+)
+
+
+def test_every_error_is_an_opsnb_error() -> None:
+    for kind in (ArtifactError, ConfigError, ParityError, SchemaError, StageError):
+        assert issubclass(kind, OpsnbError)
+
+
+def test_missing_input_file(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match=r"^input 'schema.json' is missing from run folder "
+                       r".*; run the stage that produces it first$") as caught:  # fmt: skip
+        RunManifest.load(tmp_path).verify("schema.json")
+    assert caught.value.path == "schema.json"
+
+
+def test_undeclared_parameter() -> None:
+    with pytest.raises(ConfigError, match=r"^no stage declares the parameter\(s\) 'lr'; "
+                       r"declared parameters: "):  # fmt: skip
+        pipeline.route_parameters({"lr": 0.1})
+
+
+def test_schema_violation_names_the_column() -> None:
+    schema = {"features": [{"name": "income", "kind": "numeric", "nullable": True}]}
+    with pytest.raises(SchemaError, match=r"^input lacks feature column\(s\) 'income' required "
+                       r"by schema.json$") as caught:  # fmt: skip
+        validation.to_matrix(pd.DataFrame({"age": [1.0]}), schema)
+    assert caught.value.column == "income"
+
+
+def test_parity_failure_names_the_worst_row() -> None:
+    report = compiler.parity_report(np.array([0.1, 0.5, 0.9]), np.array([0.1, 0.52, 0.9]),
+                                    tolerance=1e-5)  # fmt: skip
+    with pytest.raises(ParityError, match=r"^compiled predictions differ from xgboost by 0.02 "
+                       r"at row 1 \(tolerance 1e-05, 3 rows compared\)$"):  # fmt: skip
+        compiler.check_parity(report)

@@ -1,0 +1,113 @@
+"""The whole pipeline through the real `opsnb run`, each stage checked against its contract."""
+
+import itertools
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import xgboost as xgb
+
+from opsnb import config
+from opsnb.artifacts import read_json, sha256_file
+from opsnb.stages import STAGES
+from tests.conftest import SMALL, manifest_of, opsnb_cli, small_args
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_stage_succeeded_and_every_artifact_verifies(completed_run: Path) -> None:
+    manifest = manifest_of(completed_run)
+    assert manifest.data["status"] == "succeeded"
+    for stage in STAGES:
+        record = manifest.stages[stage.name]
+        assert record["status"] == "succeeded", stage.name
+        for key in ("started", "finished", "wall_s", "cpu_s", "kernel_peak_rss_mb", "params"):
+            assert key in record, (stage.name, key)
+        assert set(record["inputs"]) == set(stage.consumes)
+        assert set(record["outputs"]) == set(stage.produces)
+        for relpath in stage.produces:
+            assert manifest.verify(relpath)
+        assert (completed_run / "notebooks" / stage.notebook).is_file()
+    assert manifest.stages["dataset"]["params"]["n_rows"] == SMALL["n_rows"]
+    latest = (completed_run.parent / "latest").resolve()  # other tests may have run since
+    assert manifest_of(latest).data["status"] == "succeeded"
+
+
+def test_problem_and_dataset_contracts(completed_run: Path) -> None:
+    problem = read_json(completed_run / "problem.json")
+    assert set(problem) >= {"task", "target", "metric", "quality_floor", "p99_latency_ms"}
+    card = read_json(completed_run / "data" / "card.json")
+    raw = pd.read_parquet(completed_run / "data" / "raw.parquet")
+    assert card["rows"] == len(raw) == SMALL["n_rows"]
+    assert card["target"] == problem["target"] in raw.columns
+    assert len(card["time_range"]) == 2
+
+
+def test_prepare_splits_by_time_and_freezes_the_schema(completed_run: Path) -> None:
+    schema = read_json(completed_run / "schema.json")
+    parts = {n: pd.read_parquet(completed_run / "data" / f"{n}.parquet")
+             for n in ("train", "valid", "test", "trusted")}  # fmt: skip
+    timestamp = schema["timestamp"]
+    order = ["train", "valid", "test", "trusted"]
+    for earlier, later in itertools.pairwise(order):
+        assert parts[earlier][timestamp].max() <= parts[later][timestamp].min()
+    quarantined = pd.read_parquet(completed_run / "data" / "quarantine.parquet")
+    assert sum(map(len, parts.values())) + len(quarantined) == SMALL["n_rows"]
+    kinds = {f["name"]: f["kind"] for f in schema["features"]}
+    assert kinds["purpose"] == "categorical"
+    assert kinds["credit_score"] == "numeric"
+    assert "application_id" in schema["ids"]
+    assert schema["target"] not in kinds
+
+
+def test_model_is_sealed_and_metrics_come_from_the_sealed_file(completed_run: Path) -> None:
+    manifest = manifest_of(completed_run)
+    model = completed_run / "model" / "model.ubj"
+    metrics = read_json(completed_run / "model" / "metrics.json")
+    assert (
+        manifest.artifacts["model/model.ubj"]["sealed_at"]
+        <= (manifest.artifacts["model/metrics.json"]["sealed_at"])
+    )
+    booster = xgb.Booster(model_file=str(model))
+    assert booster.num_boosted_rounds() > 0
+    assert metrics["scores"]["auc"] > 0.65  # the generator has real signal
+    assert metrics["rows"] == len(pd.read_parquet(completed_run / "data" / "test.parquet"))
+    assert sum(row["rows"] for row in metrics["calibration"]) == metrics["rows"]
+
+
+def test_bundle_is_hashed_and_compiled_predictions_match_xgboost(completed_run: Path) -> None:
+    bundle = completed_run / "bundle"
+    manifest = read_json(bundle / "manifest.json")
+    for name, digest in manifest["files"].items():
+        assert sha256_file(bundle / name) == digest
+    assert manifest["model_sha256"] == sha256_file(completed_run / "model" / "model.ubj")
+    parity = read_json(completed_run / "reports" / "parity.json")
+    assert parity["passed"] is True
+    assert parity["max_abs_diff"] <= 1e-5
+    assert parity["rows"] > 0
+
+
+def test_monitor_scored_production_and_measured_drift(completed_run: Path) -> None:
+    schema = read_json(completed_run / "schema.json")
+    production = pd.read_parquet(completed_run / "monitor" / "production.parquet")
+    assert len(production) == SMALL["production_rows"]
+    assert production["prediction"].between(0, 1).all()
+    drift = read_json(completed_run / "monitor" / "drift.json")
+    assert {row["feature"] for row in drift["psi"]} == {f["name"] for f in schema["features"]}
+    assert isinstance(read_json(completed_run / "monitor" / "alerts.json"), list)
+
+
+def test_the_cli_rerun_with_nothing_changed_reuses_every_stage(completed_run: Path) -> None:
+    env = {config.RUNS_ENV: str(completed_run.parent)}
+    result = opsnb_cli("run", "-q", "--run-id", "cli-rerun", *small_args(), env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "cli-rerun: succeeded" in result.stdout
+    manifest = manifest_of(completed_run.parent / "cli-rerun")
+    assert all("reused_from" in manifest.stages[s.name] for s in STAGES)
+
+
+def test_the_cli_refuses_an_unknown_parameter_without_starting_a_kernel(tmp_path: Path) -> None:
+    result = opsnb_cli("run", "-p", "n_row", "10", env={config.RUNS_ENV: str(tmp_path)})
+    assert result.returncode == 1
+    assert "no stage declares the parameter(s) 'n_row'" in result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,139 @@
+"""The runner: parameter routing, pre-flight checks, reuse, and failure semantics."""
+
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from opsnb import config, pipeline
+from opsnb.artifacts import RunManifest
+from opsnb.errors import ConfigError, StageError
+from tests.conftest import SMALL
+
+
+def test_a_parameter_goes_to_every_stage_that_declares_it() -> None:
+    routed = pipeline.route_parameters({"seed": 3, "n_rows": 100})
+    assert routed["dataset"] == {"seed": 3, "n_rows": 100}
+    assert routed["train"] == {"seed": 3}
+    assert routed["problem"] == {}
+
+
+def test_an_undeclared_parameter_is_refused_with_the_declared_names() -> None:
+    with pytest.raises(ConfigError, match=r"no stage declares the parameter\(s\) 'n_row'; "
+                       r"declared parameters: .*n_rows"):  # fmt: skip
+        pipeline.route_parameters({"n_row": 100})
+
+
+def test_run_dir_is_reserved_for_the_runner() -> None:
+    with pytest.raises(ConfigError, match="'run_dir' is set by the runner"):
+        pipeline.route_parameters({"run_dir": "/tmp/x"})
+
+
+@pytest.fixture
+def notebooks_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of notebooks/ that a test may break; the runner reads it instead."""
+    folder = tmp_path / "notebooks"
+    shutil.copytree(config.notebooks_dir(), folder)
+    monkeypatch.setattr(config, "notebooks_dir", lambda: folder)
+    return folder
+
+
+def _edit(path: Path, edit) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    edit(notebook)
+    nbformat.write(notebook, path)
+
+
+def test_a_notebook_with_two_parameters_cells_stops_the_run_before_any_kernel(
+    notebooks_copy: Path, runs_dir: Path
+) -> None:
+    def duplicate_parameters(nb):
+        nb.cells.insert(3, nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}))
+
+    _edit(notebooks_copy / "03_design.ipynb", duplicate_parameters)
+    with pytest.raises(StageError, match=r"03_design.ipynb has 2 cells tagged 'parameters'"):
+        pipeline.run(SMALL, run_id="r")
+    assert not (runs_dir / "r").exists()
+
+
+@pytest.mark.slow
+def test_a_notebook_that_exits_early_does_not_count_as_done(
+    notebooks_copy: Path, runs_dir: Path
+) -> None:
+    def exit_before_finish(nb):
+        nb.cells[-1].source = "import sys\nsys.exit(0)"
+
+    _edit(notebooks_copy / "00_problem.ipynb", exit_before_finish)
+    with pytest.raises(StageError, match=r"ended before its final cell \(stage.finish\(\)\) ran"):
+        pipeline.run(run_id="r", until="problem")
+    assert RunManifest.load(runs_dir / "r").stages["problem"]["status"] == "failed"
+
+
+@pytest.mark.slow
+def test_a_failed_stage_fails_the_run_keeps_evidence_and_promotes_nothing(
+    completed_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = completed_run.parent
+    monkeypatch.setenv(config.RUNS_ENV, str(runs))
+    latest_before = (runs / "latest").resolve()
+    bad = {**SMALL, "train_fraction": 0.9}  # fractions no longer add up to 1
+    with pytest.raises(StageError) as caught:
+        pipeline.run(bad, run_id="broken")
+    message = str(caught.value)
+    assert "stage 'prepare' failed: ConfigError: split fractions must add up to 1" in message
+    assert "resume with: opsnb run --run-id broken --from prepare" in message
+
+    manifest = RunManifest.load(runs / "broken")
+    assert manifest.data["status"] == "failed"
+    assert manifest.stages["prepare"]["status"] == "failed"
+    assert "design" not in manifest.stages  # the pipeline stopped
+    executed = (runs / "broken" / "notebooks" / "02_prepare.ipynb").read_text()
+    assert "split fractions must add up to 1" in executed  # the traceback is kept for reading
+    # quarantine.parquet was written before the failure: set aside, never sealed.
+    assert (runs / "broken" / "failed" / "prepare" / "data" / "quarantine.parquet").is_file()
+    assert not (runs / "broken" / "data" / "quarantine.parquet").exists()
+    assert not any(a.startswith("data/quarantine") for a in manifest.artifacts)
+    assert (runs / "latest").resolve() == latest_before
+
+
+@pytest.mark.slow
+def test_a_tampered_model_stops_the_next_stage_and_names_the_file(
+    completed_run: Path, copy_of, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = copy_of(completed_run)
+    monkeypatch.setenv(config.RUNS_ENV, str(run.parent))
+    model = run / "model" / "model.ubj"
+    model.write_bytes(model.read_bytes()[:-8] + b"poisoned")
+    with pytest.raises(StageError, match=r"stage 'operationalize' cannot start: input "
+                       r"'model/model.ubj' was modified after it was sealed"):  # fmt: skip
+        pipeline.run(SMALL, run_id=run.name, from_stage="operationalize")
+
+
+@pytest.mark.slow
+def test_an_unchanged_rerun_reuses_every_stage_and_a_change_reruns_only_what_it_touches(
+    completed_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(config.RUNS_ENV, str(completed_run.parent))
+    same = pipeline.run(SMALL, run_id="again")
+    assert {o.status for o in same.outcomes} == {"reused"}
+    assert same.manifest.data["status"] == "succeeded"
+
+    in_place = pipeline.run(SMALL, run_id="again")
+    assert {o.status for o in in_place.outcomes} == {"unchanged"}
+
+    changed = pipeline.run({**SMALL, "early_stopping_rounds": 5}, run_id="changed")
+    status = {o.stage: o.status for o in changed.outcomes}
+    assert status["design"] == "reused"
+    assert status["train"] == "executed"
+    assert changed.manifest.stages["design"]["reused_from"] in {"good", "again"}
+
+
+def test_from_needs_an_existing_run() -> None:
+    with pytest.raises(ConfigError, match="--from needs --run-id"):
+        pipeline.run(from_stage="train")
+
+
+def test_from_after_until_is_refused() -> None:
+    with pytest.raises(ConfigError, match="--from train comes after --until prepare"):
+        pipeline.run(run_id="x", from_stage="train", until="prepare")
