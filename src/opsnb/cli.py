@@ -39,7 +39,8 @@ def _load_params(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     params = _load_params(args)
-    bar = tqdm(total=len(STAGES), unit="stage", disable=args.quiet, file=sys.stderr)
+    # A bar only on a terminal (None: tqdm decides); the per-stage lines always print.
+    bar = tqdm(total=len(STAGES), unit="stage", disable=True if args.quiet else None)
 
     def progress(stage: Stage, outcome: pipeline.StageOutcome | None) -> None:
         if outcome is None:
