@@ -277,10 +277,11 @@ def resolve_labels(
 ) -> tuple[pd.Series, str, dict[str, int] | None]:
     """Return the labels as numbers, the task and the label mapping (``None`` when not needed).
 
-    Two distinct values make a binary task: numbers other than 0/1 and strings are mapped,
-    the positive class (1) being ``positive`` if given, else a value such as ``yes``/``true``/
-    ``1``, else one starting with ``>``, else the rarer one. More than two numeric values make
-    a regression. Missing labels stay missing (the prepare stage quarantines those rows).
+    Two distinct values make a binary task: two numbers other than 0/1 map smaller -> 0,
+    larger -> 1; two strings map the positive class to 1: ``positive`` if given, else a value
+    such as ``yes``/``true``/``1``, else one starting with ``>``, else the rarer one. More
+    than two numeric values make a regression. Missing labels stay missing (the prepare stage
+    quarantines those rows).
 
     Raises:
         ConfigError: ``task`` is not ``auto``, ``binary`` or ``regression``.
@@ -323,6 +324,10 @@ def resolve_labels(
         return pd.to_numeric(labels).astype(np.float64), "regression", None
     if numeric and {float(v) for v in distinct} == {0.0, 1.0}:
         return labels.astype(np.float64), "binary", None
+    if numeric:  # two numbers other than 0/1: the smaller is 0, the larger 1
+        low, high = sorted(float(v) for v in distinct)
+        mapped = labels.map({low: 0.0, high: 1.0}).astype(np.float64)
+        return mapped, "binary", {f"{low:g}": 0, f"{high:g}": 1}
     texts = [str(v) for v in distinct]
     one = _positive_class(texts, present.astype(str), positive=positive, name=str(name))
     mapping = {t: int(t == one) for t in texts}

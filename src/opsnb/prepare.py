@@ -101,9 +101,10 @@ def provisional_schema(
 ) -> dict[str, Any]:
     """Column kinds before any contract exists (first run): enough to find type errors."""
     columns = [c for c in frame.columns if c not in (target, timestamp)]
+    ids = [c for c in columns if is_id_like(frame[c])]
     return {
-        "ids": [c for c in columns if is_id_like(frame[c])],
-        "features": [{"name": c, "kind": column_kind(frame[c])} for c in columns],
+        "ids": ids,
+        "features": [{"name": c, "kind": column_kind(frame[c])} for c in columns if c not in ids],
     }
 
 
