@@ -43,8 +43,8 @@ def test_a_clean_notebook_has_no_problems(tmp_path: Path) -> None:
         ([_params(), nbformat.v4.new_code_cell("def f():\n    pass")], "cell 1 defines a function"),
         ([_params(), nbformat.v4.new_code_cell("class A:\n    pass")], "cell 1 defines a function"),
         ([_params(), _with_output("print('hi')")], "cell 1 carries outputs but is not tagged"),
-        ([_params(), _with_output("print('hi')", [hygiene.CHECK_TAG])], "has an execution count"),
-        ([_params(), nbformat.v4.new_code_cell("x", execution_count=1)], "has an execution count"),
+        ([_params(), _with_output("print('hi')", [hygiene.CHECK_TAG])], "has execution count 3"),
+        ([_params(), nbformat.v4.new_code_cell("x", execution_count=1)], "has execution count 1"),
     ],
 )
 def test_each_rule_is_enforced(tmp_path: Path, cells, problem: str) -> None:

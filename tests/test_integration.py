@@ -39,7 +39,8 @@ def test_problem_and_dataset_contracts(completed_run: Path) -> None:
     card = read_json(completed_run / "data" / "card.json")
     raw = pd.read_parquet(completed_run / "data" / "raw.parquet")
     assert card["rows"] == len(raw) == SMALL["n_rows"]
-    assert card["target"] == problem["target"] in raw.columns
+    assert problem["target"] in ("auto", card["target"])  # "auto": resolved from the data
+    assert card["target"] in raw.columns
     assert len(card["time_range"]) == 2
 
 

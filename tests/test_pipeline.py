@@ -72,28 +72,33 @@ def test_a_notebook_that_exits_early_does_not_count_as_done(
 
 @pytest.mark.slow
 def test_a_failed_stage_fails_the_run_keeps_evidence_and_promotes_nothing(
-    completed_run: Path, monkeypatch: pytest.MonkeyPatch
+    completed_run: Path, notebooks_copy: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runs = completed_run.parent
     monkeypatch.setenv(config.RUNS_ENV, str(runs))
     latest_before = (runs / "latest").resolve()
-    bad = {**SMALL, "train_fraction": 0.9}  # fractions no longer add up to 1
+
+    def fail_after_writing(nb):  # every output is written and sealed, then the stage dies
+        nb.cells.insert(-1, nbformat.v4.new_code_cell("raise RuntimeError('injected failure')"))
+
+    _edit(notebooks_copy / "02_prepare.ipynb", fail_after_writing)
     with pytest.raises(StageError) as caught:
-        pipeline.run(bad, run_id="broken")
+        pipeline.run(SMALL, run_id="broken")
     message = str(caught.value)
-    assert "stage 'prepare' failed: ConfigError: split fractions must add up to 1" in message
+    assert "stage 'prepare' failed: RuntimeError: injected failure" in message
     assert "resume with: opsnb run --run-id broken --from prepare" in message
 
     manifest = RunManifest.load(runs / "broken")
     assert manifest.data["status"] == "failed"
+    assert manifest.stages["dataset"]["status"] == "succeeded"
     assert manifest.stages["prepare"]["status"] == "failed"
     assert "design" not in manifest.stages  # the pipeline stopped
     executed = (runs / "broken" / "notebooks" / "02_prepare.ipynb").read_text()
-    assert "split fractions must add up to 1" in executed  # the traceback is kept for reading
-    # quarantine.parquet was written before the failure: set aside, never sealed.
-    assert (runs / "broken" / "failed" / "prepare" / "data" / "quarantine.parquet").is_file()
-    assert not (runs / "broken" / "data" / "quarantine.parquet").exists()
-    assert not any(a.startswith("data/quarantine") for a in manifest.artifacts)
+    assert "injected failure" in executed  # the traceback is kept for reading
+    # Its outputs were sealed before the failure: now unsealed and set aside, not promoted.
+    assert (runs / "broken" / "failed" / "prepare" / "schema.json").is_file()
+    assert not (runs / "broken" / "schema.json").exists()
+    assert not any(a["stage"] == "prepare" for a in manifest.artifacts.values())
     assert (runs / "latest").resolve() == latest_before
 
 

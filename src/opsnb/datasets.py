@@ -1,156 +1,479 @@
-"""Built-in data sources: the seeded synthetic loan-applications generator.
+"""Data sources, chosen by the ``dataset`` parameter, and the data card that describes them.
 
-The generator imitates a credit-risk table as found in the wild: a timestamp, numeric columns on
-different scales with missing values, categorical columns, and a binary ``default`` label whose
-log-odds are non-linear in the features (thresholds, interactions) plus noise, so a tree
-ensemble beats a linear baseline and no feature gives the label away.
+Three kinds of source:
+
+- ``loans``: the built-in seeded loan-applications generator (:mod:`opsnb.loans`);
+- ``breast_cancer`` (binary) and ``diabetes`` (regression): real data sets that ship with
+  scikit-learn, read from its installed files (no download);
+- a path to a CSV or Parquet file, with ``target`` naming the label column. CSV is read as found
+  in the wild: ``,`` or ``, `` separators, a header row or none (``columns`` then names the
+  columns), ``?``, ``NA`` or an empty field as a missing value.
+
+Once the target is seen the task is resolved (:func:`resolve_labels`): two distinct values make
+a binary problem (string labels such as ``yes``/``no`` or ``>50K``/``<=50K`` are mapped to 0/1
+and the mapping is recorded), more numeric values a regression; a forced task is checked.
 """
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
+import io
+import re
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from opsnb.errors import ConfigError
+from opsnb.artifacts import sha256_bytes, sha256_file
+from opsnb.errors import ConfigError, DataError
+from opsnb.loans import LOANS_TARGET, LOANS_TIMESTAMP, loan_applications, production_stream
+from opsnb.loans import scenario as loans_scenario
 
-LOANS_TARGET = "default"
-LOANS_TIMESTAMP = "applied_at"
-HOME_OWNERSHIP = ("RENT", "MORTGAGE", "OWN", "OTHER")
-PURPOSES = (
-    "debt_consolidation",
-    "credit_card",
-    "home_improvement",
-    "car",
-    "small_business",
-    "medical",
-    "education",
-    "other",
-)
-REGIONS = ("north", "south", "east", "west", "central")
-_START = pd.Timestamp("2024-01-01")
-
-
-def loan_applications(
-    n_rows: int = 20_000, *, seed: int = 42, start: pd.Timestamp = _START, days: int = 540
-) -> pd.DataFrame:
-    """Generate ``n_rows`` loan applications spread evenly in time from ``start`` over ``days``.
-
-    The same ``seed`` always gives the same table. Columns: ``application_id`` (an identifier,
-    not a feature), ``applied_at``, nine features with 1-6 % missing values, and ``default``
-    (about 20 % positive).
-    """
-    if n_rows < 1:
-        raise ConfigError(f"n_rows must be >= 1, got {n_rows}")
-    rng = np.random.default_rng(seed)
-    offsets = np.sort(rng.uniform(0, days * 86_400, n_rows))
-    applied_at = start + pd.to_timedelta(offsets, unit="s")
-    age = rng.normal(41, 12, n_rows).clip(18, 85).round()
-    income = np.exp(rng.normal(10.9, 0.55, n_rows)).round(-2)
-    loan_amount = (income * rng.uniform(0.05, 0.9, n_rows)).round(-2).clip(500, None)
-    term = rng.choice([36, 60], n_rows, p=[0.7, 0.3])
-    credit_score = rng.normal(680, 60, n_rows).clip(300, 850).round()
-    dti = rng.gamma(4.0, 4.5, n_rows).clip(0, 80).round(1)
-    employment_years = rng.exponential(6, n_rows).clip(0, 45).round()
-    delinquencies = rng.poisson(0.35, n_rows)
-    home = rng.choice(HOME_OWNERSHIP, n_rows, p=[0.42, 0.38, 0.17, 0.03])
-    purpose = rng.choice(PURPOSES, n_rows, p=[0.38, 0.2, 0.1, 0.09, 0.07, 0.06, 0.05, 0.05])
-    region = rng.choice(REGIONS, n_rows)
-
-    # Log-odds of default: thresholds and interactions a linear model cannot express.
-    burden = loan_amount / income
-    logit = (
-        -3.0
-        + 3.2 / (1 + np.exp((credit_score - 630) / 20))
-        + 1.8 * (burden > 0.45) * (term == 60)
-        + 0.06 * np.maximum(dti - 25, 0)
-        + 0.7 * np.minimum(delinquencies, 3)
-        - 0.8 * (employment_years > 4) * (home != "RENT")
-        + np.select([purpose == "small_business", purpose == "medical"], [1.2, 0.6], 0.0)
-        + 0.6 * ((age < 25) | (age > 70))
-        + 0.5 * (region == "south") * (credit_score < 650)
-        + rng.normal(0, 0.3, n_rows)
-    )
-    default = (rng.uniform(size=n_rows) < 1 / (1 + np.exp(-logit))).astype(np.int8)
-
-    frame = pd.DataFrame(
-        {
-            "application_id": [f"A{seed:04d}-{i:07d}" for i in range(n_rows)],
-            LOANS_TIMESTAMP: applied_at,
-            "age": age,
-            "income": income,
-            "loan_amount": loan_amount,
-            "term_months": term.astype(np.float64),
-            "credit_score": credit_score,
-            "debt_to_income": dti,
-            "employment_years": employment_years,
-            "delinquencies_2y": delinquencies.astype(np.float64),
-            "home_ownership": pd.Categorical(home, categories=HOME_OWNERSHIP),
-            "purpose": pd.Categorical(purpose, categories=PURPOSES),
-            "region": pd.Categorical(region, categories=REGIONS),
-            LOANS_TARGET: default,
-        }
-    )
-    for column, share in {
-        "age": 0.01,
-        "income": 0.04,
-        "employment_years": 0.06,
-        "debt_to_income": 0.02,
-        "purpose": 0.01,
-    }.items():
-        frame.loc[rng.uniform(size=n_rows) < share, column] = np.nan
-    return frame
-
-
-def production_batch(
-    n_rows: int, *, seed: int, after: pd.Timestamp, days: int = 30
-) -> pd.DataFrame:
-    """Generate applications arriving in the ``days`` after ``after``, as production sees them."""
-    return loan_applications(n_rows, seed=seed, start=after, days=days)
+BUILTIN = ("loans", "breast_cancer", "diabetes")
+"""Built-in data sets by the name the ``dataset`` parameter uses."""
+AUTO = "auto"
+CSV_SUFFIXES = (".csv", ".txt")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+MISSING_TOKENS = ("?", "NA", "")
+"""Field values read as missing, besides pandas' defaults (``NaN``, ``null``, ``N/A``, ...)."""
+POSITIVE_LABELS = frozenset({"1", "yes", "y", "true", "t", "positive", "pos"})
+"""String labels taken as the positive class (compared in lower case)."""
+_TIME_NAME = re.compile(r"(date|time|_at$|^at$)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class LoadedData:
-    """A loaded data set and what a pipeline needs to know about it."""
+    """A loaded data set and what a pipeline needs to know about it.
+
+    Attributes:
+        frame: the data, labels already mapped to numbers.
+        source: a one-line provenance (``builtin:loans(...)``, ``file:/path``, ...).
+        target: the label column.
+        timestamp: the column that orders rows in time, or ``None``.
+        task: the resolved task, ``"binary"`` or ``"regression"``.
+        task_source: ``"inferred"`` from the labels or ``"forced"`` by the parameter.
+        label_mapping: original label -> 0/1 for a binary target that needed mapping.
+        key: names the data set's frozen schema contract (same source, same contract).
+        provenance: how the data was obtained (file hash and size, reader options, versions).
+    """
 
     frame: pd.DataFrame
     source: str
     target: str
     timestamp: str | None
+    task: str
+    task_source: str
+    key: str
+    label_mapping: dict[str, int] | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
-BUILTIN = ("loans",)
-"""Built-in data sets by the name the ``dataset`` parameter uses."""
+def load(
+    dataset: str,
+    *,
+    target: str = AUTO,
+    task: str = AUTO,
+    n_rows: int = 20_000,
+    seed: int = 42,
+    columns: list[str] | str | None = None,
+    timestamp: str = AUTO,
+    positive_label: str = "",
+) -> LoadedData:
+    """Load ``dataset`` (a built-in name or a file path) and resolve its target and task.
 
-
-def load(dataset: str, *, n_rows: int, seed: int) -> LoadedData:
-    """Load data set ``dataset``; an unknown name lists the known ones."""
-    if dataset == "loans":
-        frame = loan_applications(n_rows, seed=seed)
-        return LoadedData(
-            frame, f"builtin:loans(n_rows={n_rows}, seed={seed})", LOANS_TARGET, LOANS_TIMESTAMP
+    Raises:
+        ConfigError: an unknown data set name, or a file given without ``target``.
+        DataError: the file cannot be used (see :func:`read_table`) or its target cannot be
+            (missing column, a single class, more than two string classes).
+    """
+    if dataset in BUILTIN:
+        frame, default_target, default_time, source, provenance = _builtin(
+            dataset, n_rows=n_rows, seed=seed
         )
-    raise ConfigError(f"unknown dataset {dataset!r}; built-in datasets: {', '.join(BUILTIN)}")
+        key = dataset
+    elif _looks_like_path(dataset):
+        path = Path(dataset).expanduser()
+        frame, provenance = read_table(path, columns=columns)
+        default_target, default_time = None, None
+        source = f"file:{path.resolve()}"
+        key = f"{path.stem}"
+    else:
+        raise ConfigError(
+            f"unknown dataset {dataset!r}; built-in datasets: {', '.join(BUILTIN)}, "
+            "or give the path of a .csv or .parquet file"
+        )
+    if target == AUTO:
+        if default_target is None:
+            raise ConfigError(
+                f"dataset {dataset} is a file: name its label column with -p target <column>; "
+                f"columns are: {', '.join(map(str, frame.columns))}"
+            )
+        target = default_target
+    if target not in frame.columns:
+        raise DataError(
+            f"target column {target!r} not found in {dataset}; "
+            f"columns are: {', '.join(map(str, frame.columns))}"
+        )
+    frame = frame.copy()
+    labels, resolved, mapping = resolve_labels(frame[target], task=task, positive=positive_label)
+    frame[target] = labels
+    time_column = _resolve_timestamp(frame, timestamp, default_time, target=target)
+    if time_column is not None:
+        frame[time_column] = pd.to_datetime(frame[time_column], format="ISO8601")
+    return LoadedData(
+        frame=frame,
+        source=source,
+        target=target,
+        timestamp=time_column,
+        task=resolved,
+        task_source="inferred" if task == AUTO else "forced",
+        key=f"{key}-{target}",
+        label_mapping=mapping,
+        provenance=provenance,
+    )
 
 
-def data_card(
-    frame: pd.DataFrame, *, source: str, target: str, timestamp: str | None
-) -> dict[str, object]:
-    """Describe a data set: provenance, size, content hash, time range, missing share."""
+def _looks_like_path(dataset: str) -> bool:
+    return "/" in dataset or Path(dataset).suffix.lower() in CSV_SUFFIXES + PARQUET_SUFFIXES
+
+
+def _builtin(
+    name: str, *, n_rows: int, seed: int
+) -> tuple[pd.DataFrame, str, str | None, str, dict[str, Any]]:
+    """Frame, default target, timestamp, source line and provenance of a built-in data set."""
+    if name == "loans":
+        frame = loan_applications(n_rows, seed=seed)
+        source = f"builtin:loans(n_rows={n_rows}, seed={seed})"
+        return frame, LOANS_TARGET, LOANS_TIMESTAMP, source, {"generator": "opsnb.loans"}
+    from sklearn import datasets as bundled  # noqa: PLC0415 (only these two sources need it)
+
+    loader, target = {
+        "breast_cancer": (bundled.load_breast_cancer, "benign"),
+        "diabetes": (bundled.load_diabetes, "progression"),
+    }[name]
+    frame = loader(as_frame=True).frame.rename(columns={"target": target})
+    provenance = {
+        "loader": f"sklearn.datasets.{loader.__name__}",
+        "sklearn": version("scikit-learn"),
+    }
+    return frame, target, None, f"sklearn:{name}", provenance
+
+
+def read_table(
+    path: Path, *, columns: list[str] | str | None = None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read a CSV or Parquet file; return the frame and its provenance (hash, size, options).
+
+    Raises:
+        DataError: the path does not exist or is not a file; the file is empty, not CSV or
+            Parquet, not UTF-8 text, has a header but no rows, or its columns disagree with
+            ``columns``.
+    """
+    if not path.exists():
+        raise DataError(f"dataset file {path} does not exist; check the path (cwd: {Path.cwd()})")
+    if not path.is_file():
+        raise DataError(f"dataset {path} is not a file; give a .csv or .parquet file")
+    suffix = path.suffix.lower()
+    if suffix not in CSV_SUFFIXES + PARQUET_SUFFIXES:
+        raise DataError(
+            f"dataset file {path.name} is neither CSV nor Parquet (suffix {suffix or 'none'!r}); "
+            f"expected one of {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}"
+        )
+    size = path.stat().st_size
+    if size == 0:
+        raise DataError(f"dataset file {path} is empty (0 bytes); expected a header and rows")
+    names = _column_list(columns)
+    provenance: dict[str, Any] = {
+        "path": str(path.resolve()),
+        "size_bytes": size,
+        "file_sha256": sha256_file(path),
+    }
+    if suffix in PARQUET_SUFFIXES:
+        frame = _read_parquet(path)
+        provenance["format"] = "parquet"
+    else:
+        frame = _read_csv(path, names)
+        provenance.update(
+            format="csv",
+            separator=", or ,",
+            missing_tokens=list(MISSING_TOKENS),
+            header=names is None,
+        )
+    if frame.empty:
+        raise DataError(
+            f"dataset file {path.name} has a header ({len(frame.columns)} columns) but no data "
+            "rows; expected at least one row"
+        )
+    return frame, provenance
+
+
+def _column_list(columns: list[str] | str | None) -> list[str] | None:
+    if not columns:
+        return None
+    names = [c.strip() for c in columns.split(",")] if isinstance(columns, str) else columns
+    return [str(c) for c in names]
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    import pyarrow  # noqa: PLC0415 (only to name its error type)
+
+    try:
+        return pd.read_parquet(path)
+    except (pyarrow.ArrowException, OSError) as exc:
+        raise DataError(f"dataset file {path.name} is not a readable Parquet file: {exc}") from exc
+
+
+def _read_csv(path: Path, names: list[str] | None) -> pd.DataFrame:
+    data = path.read_bytes()
+    if b"\x00" in data[:4096]:
+        raise DataError(
+            f"dataset file {path.name} holds binary data (NUL bytes), not CSV text; "
+            "export it as CSV or Parquet"
+        )
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"dataset file {path.name} is not UTF-8: byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start} (line {line}); re-save it as UTF-8 "
+            f"(e.g. iconv -f latin1 -t utf-8 {path.name})"
+        ) from exc
+    if not text.strip():
+        raise DataError(f"dataset file {path.name} holds only whitespace; expected CSV rows")
+    header: Literal["infer"] | int | None = "infer"
+    if names:
+        first = [f.strip() for f in text.lstrip().split("\n", 1)[0].split(",")]
+        if len(first) != len(names):
+            raise DataError(
+                f"dataset file {path.name} has {len(first)} fields per row but columns names "
+                f"{len(names)}: {', '.join(names)}; give one name per field"
+            )
+        header = 0 if first == names else None  # a header row that repeats the names is skipped
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text),
+            sep=",",
+            skipinitialspace=True,
+            na_values=list(MISSING_TOKENS),
+            header=header,
+            names=names,
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        raise DataError(f"dataset file {path.name} is not valid CSV: {exc}") from exc
+    unnamed = [c for c in frame.columns if str(c).startswith("Unnamed: ")]
+    if unnamed:
+        raise DataError(
+            f"dataset file {path.name} has {len(unnamed)} column(s) without a name in its header; "
+            "name every column, or pass -p columns a,b,... for a file without a header"
+        )
+    return frame
+
+
+def resolve_labels(
+    labels: pd.Series, *, task: str = AUTO, positive: str = ""
+) -> tuple[pd.Series, str, dict[str, int] | None]:
+    """Return the labels as numbers, the task and the label mapping (``None`` when not needed).
+
+    Two distinct values make a binary task: two numbers other than 0/1 map smaller -> 0,
+    larger -> 1; two strings map the positive class to 1: ``positive`` if given, else a value
+    such as ``yes``/``true``/``1``, else one starting with ``>``, else the rarer one. More
+    than two numeric values make a regression. Missing labels stay missing (the prepare stage
+    quarantines those rows).
+
+    Raises:
+        ConfigError: ``task`` is not ``auto``, ``binary`` or ``regression``.
+        DataError: no label at all, a single class, more than two string classes, or labels
+            that contradict a forced task.
+    """
+    if task not in (AUTO, "binary", "regression"):
+        raise ConfigError(f"task {task!r} is not supported; expected auto, binary or regression")
+    name = labels.name
+    present = labels.dropna()
+    if present.empty:
+        raise DataError(f"target {name!r} has no values: every label is missing")
+    numeric = pd.api.types.is_numeric_dtype(labels) or pd.api.types.is_bool_dtype(labels)
+    if not numeric:
+        present = present.astype(str).str.strip()
+    distinct = sorted(present.unique(), key=lambda v: (str(type(v)), v))
+    if len(distinct) == 1:
+        raise DataError(
+            f"target {name!r} has a single value ({distinct[0]!r} in all {len(present)} labelled "
+            "rows); a model needs two classes (binary) or varying numbers (regression)"
+        )
+    if task == "regression" and not numeric:
+        raise DataError(
+            f"task 'regression' needs a numeric target; {name!r} holds text such as {distinct[0]!r}"
+        )
+    if len(distinct) > 2:
+        if not numeric:
+            shown = ", ".join(map(repr, distinct[:6]))
+            raise DataError(
+                f"target {name!r} has {len(distinct)} text classes ({shown}); opsnb supports "
+                "binary classification (two classes) and regression (numbers)"
+            )
+        if task == "binary":
+            raise DataError(
+                f"task 'binary' needs two classes; target {name!r} has {len(distinct)} "
+                "distinct values (use task auto or regression)"
+            )
+        return pd.to_numeric(labels).astype(np.float64), "regression", None
+    if task == "regression":
+        return pd.to_numeric(labels).astype(np.float64), "regression", None
+    if numeric and {float(v) for v in distinct} == {0.0, 1.0}:
+        return labels.astype(np.float64), "binary", None
+    if numeric:  # two numbers other than 0/1: the smaller is 0, the larger 1
+        low, high = sorted(float(v) for v in distinct)
+        mapped = labels.map({low: 0.0, high: 1.0}).astype(np.float64)
+        return mapped, "binary", {f"{low:g}": 0, f"{high:g}": 1}
+    texts = [str(v) for v in distinct]
+    one = _positive_class(texts, present.astype(str), positive=positive, name=str(name))
+    mapping = {t: int(t == one) for t in texts}
+    keyed = labels.map(lambda v: np.nan if pd.isna(v) else mapping[str(v).strip()])
+    return keyed.astype(np.float64), "binary", mapping
+
+
+def _positive_class(texts: list[str], present: pd.Series, *, positive: str, name: str) -> str:
+    if positive:
+        if positive not in texts:
+            raise DataError(
+                f"positive_label {positive!r} is not a value of target {name!r}; "
+                f"its values are {', '.join(map(repr, texts))}"
+            )
+        return positive
+    for text in texts:
+        if text.lower() in POSITIVE_LABELS:
+            return text
+    for text in texts:
+        if text.startswith(">"):
+            return text
+    counts = present.value_counts()
+    return str(min(texts, key=lambda t: (counts.get(t, 0), t)))
+
+
+def _resolve_timestamp(
+    frame: pd.DataFrame, timestamp: str, default: str | None, *, target: str
+) -> str | None:
+    """The column that orders rows in time: named, the source's own, or one found by dtype/name."""
+    if timestamp in ("", "none", None):
+        return None
+    if timestamp != AUTO:
+        if timestamp not in frame.columns:
+            raise DataError(
+                f"timestamp column {timestamp!r} not found; "
+                f"columns are: {', '.join(map(str, frame.columns))}"
+            )
+        if not _parses_as_time(frame[timestamp]):
+            raise DataError(
+                f"timestamp column {timestamp!r} does not hold ISO-8601 dates or times "
+                f"(e.g. {frame[timestamp].dropna().iloc[0]!r}); give another column or none"
+            )
+        return timestamp
+    if default is not None:
+        return default
+    for name in frame.columns:
+        if name == target:
+            continue
+        column = frame[name]
+        if pd.api.types.is_datetime64_any_dtype(column):
+            return str(name)
+        if _TIME_NAME.search(str(name)) and _parses_as_time(column):
+            return str(name)
+    return None
+
+
+def _parses_as_time(column: pd.Series) -> bool:
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return True
+    if pd.api.types.is_numeric_dtype(column):
+        return False
+    present = column.dropna()
+    try:
+        pd.to_datetime(present, format="ISO8601")
+    except (ValueError, TypeError):
+        return False
+    return len(present) > 0
+
+
+def data_card(data: LoadedData) -> dict[str, Any]:
+    """Describe a loaded data set: provenance, size, hash, task, labels, time range, missing."""
+    frame, target = data.frame, data.target
     content = pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
-    card: dict[str, object] = {
-        "source": source,
+    labels = frame[target]
+    card: dict[str, Any] = {
+        "source": data.source,
+        "key": data.key,
+        "provenance": data.provenance,
         "rows": len(frame),
         "columns": {str(c): str(t) for c, t in frame.dtypes.items()},
         "target": target,
-        "timestamp": timestamp,
-        "content_sha256": hashlib.sha256(content).hexdigest(),
+        "task": data.task,
+        "task_source": data.task_source,
+        "label_mapping": data.label_mapping,
+        "timestamp": data.timestamp,
+        "content_sha256": sha256_bytes(content),
         "missing_share": round(float(frame.isna().mean().mean()), 4),
+        "missing_by_column": {
+            str(c): round(float(s), 4) for c, s in frame.isna().mean().items() if s > 0
+        },
+        "labels_missing": int(labels.isna().sum()),
     }
-    if timestamp:
-        card["time_range"] = [str(frame[timestamp].min()), str(frame[timestamp].max())]
-    if target in frame.columns:
-        card["target_mean"] = round(float(frame[target].mean()), 4)
+    if data.task == "binary":
+        counts = labels.value_counts()
+        card["class_balance"] = {f"{k:g}": int(v) for k, v in sorted(counts.items())}
+        card["target_mean"] = round(float(labels.mean()), 4)
+    else:
+        card["target_summary"] = {
+            k: round(float(v), 4) for k, v in labels.describe().items() if k != "count"
+        }
+    if data.timestamp:
+        card["time_range"] = [str(frame[data.timestamp].min()), str(frame[data.timestamp].max())]
     return card
+
+
+def card_table(card: dict[str, Any]) -> pd.DataFrame:
+    """The data card's headline facts as a two-column table for a notebook."""
+    balance = card.get("class_balance") or card.get("target_summary")
+    facts = {
+        "source": card["source"],
+        "rows": f"{card['rows']:,}",
+        "columns": len(card["columns"]),
+        "target": f"{card['target']} ({card['task']}, {card['task_source']})",
+        "label mapping": card["label_mapping"] or "-",
+        "target balance": balance,
+        "labels missing": card["labels_missing"],
+        "missing share": f"{card['missing_share']:.2%}",
+        "timestamp": card["timestamp"] or "-",
+        "time range": " .. ".join(card.get("time_range", [])) or "-",
+        "content sha256": card["content_sha256"][:16] + "…",
+        "file sha256": str(card["provenance"].get("file_sha256", "-"))[:16],
+    }
+    return pd.DataFrame({"fact": list(facts), "value": [str(v) for v in facts.values()]})
+
+
+def production_batch(
+    card: dict[str, Any],
+    *,
+    holdout: pd.DataFrame,
+    n_rows: int,
+    seed: int,
+    after: pd.Timestamp | None,
+    scenario: str = "none",
+) -> pd.DataFrame:
+    """What the monitor stage replays as production traffic.
+
+    The built-in loans data gets a fresh production stream from its generator (after the last
+    training timestamp, altered by the named :data:`opsnb.loans.SCENARIOS` entry, with its
+    ``truth_*`` columns); any other data set replays ``holdout``, a split no model trained on.
+    """
+    if card["source"].startswith("builtin:loans"):
+        start = after if after is not None else pd.Timestamp.now()
+        return production_stream(n_rows, seed=seed, after=start, scenario=loans_scenario(scenario))
+    if scenario != "none":
+        raise ConfigError(
+            f"scenario {scenario!r} needs the built-in loans data; {card['source']} replays its "
+            "held-out split unchanged (use scenario none)"
+        )
+    return holdout.copy()

@@ -55,8 +55,12 @@ def check(path: str | os.PathLike[str]) -> list[str]:
         if any(line.lstrip().startswith(("def ", "class ")) for line in cell.source.splitlines()):
             problems.append(f"{where} defines a function or class; move it into src/opsnb")
         checked = CHECK_TAG in _tags(cell)
-        if cell.get("execution_count") not in ({None, CHECKED_COUNT} if checked else {None}):
-            problems.append(f"{where} has an execution count; run `make clean-notebooks`")
+        expected = CHECKED_COUNT if checked and cell.get("outputs") else None
+        if cell.get("execution_count") != expected:
+            problems.append(
+                f"{where} has execution count {cell.get('execution_count')}, expected "
+                f"{expected}; run `make clean-notebooks`"
+            )
         if cell.get("outputs") and not checked:
             problems.append(
                 f"{where} carries outputs but is not tagged '{CHECK_TAG}'; "

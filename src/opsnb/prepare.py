@@ -1,33 +1,156 @@
-"""Cleaning and splitting: quarantine unusable rows, then split by time (or stratified)."""
+"""From raw rows to trusted splits: quarantine what breaks the contract, split honestly.
+
+:func:`prepare` is the shortcut the prepare stage calls; it runs the steps in order:
+
+1. rows whose label is missing, whose values have the wrong type, or that repeat another row
+   (:func:`screen`) are quarantined;
+2. the rest is split (:func:`split`): by time when there is a timestamp (train on the past,
+   judge on the future), stratified otherwise; ``trusted`` is a holdout no model trains on;
+3. the contract is the frozen one, or inferred from the training split on first run;
+4. rows of every split that break the contract (missing required value, out of range, unknown
+   category) are quarantined too. Every quarantined row keeps its raw values and gets one reason.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 from sklearn.model_selection import train_test_split
 
 from opsnb.errors import ConfigError, DataError
-from opsnb.validation import is_id_like
+from opsnb.validation import REASONS, coerce, column_kind, infer_schema, is_id_like, violations
 
 QUARANTINE_REASON = "quarantine_reason"
+QUARANTINE_COLUMN = "quarantine_column"
+QUARANTINE_ROW = "source_row"
 
 
-def quarantine(frame: pd.DataFrame, *, target: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split ``frame`` into usable rows and quarantined rows, one reason per quarantined row.
+@dataclass
+class Prepared:
+    """The result of :func:`prepare`.
 
-    Reasons: ``label missing``; ``duplicate row`` (identical to an earlier row in every column
-    except identifiers, which would leak between splits).
+    Attributes:
+        schema: the contract the splits conform to (frozen or just inferred).
+        parts: the splits by name, in order, each with a fresh index.
+        quarantined: the refused rows with their raw values, reason, column and source row.
+        rows_in: the number of raw rows.
+        inferred: True when the contract was inferred in this run (first run or refreeze).
     """
-    reason = pd.Series(pd.NA, index=frame.index, dtype="string")
-    reason[frame[target].isna()] = "label missing"
-    content = [c for c in frame.columns if not is_id_like(frame[c])]
-    duplicated = frame.duplicated(subset=content, keep="first")
-    reason[duplicated & reason.isna()] = "duplicate row"
-    bad = reason.notna()
-    quarantined = frame[bad].assign(**{QUARANTINE_REASON: reason[bad]})
-    return frame[~bad], quarantined
+
+    schema: dict[str, Any]
+    parts: dict[str, pd.DataFrame]
+    quarantined: pd.DataFrame
+    rows_in: int
+    inferred: bool
+
+    @property
+    def quarantined_share(self) -> float:
+        """The share of raw rows quarantined."""
+        return len(self.quarantined) / self.rows_in if self.rows_in else 0.0
+
+    def reason_counts(self) -> dict[str, int]:
+        """Rows quarantined per reason, every reason listed (zero included), in priority order."""
+        counts = self.quarantined[QUARANTINE_REASON].value_counts()
+        return {reason: int(counts.get(reason, 0)) for reason in REASONS}
+
+    def check_share(self, limit: float) -> None:
+        """Stop when more than ``limit`` of the rows were quarantined.
+
+        Raises:
+            DataError: naming the share, the limit, the counts per reason and the fix.
+        """
+        if self.quarantined_share > limit:
+            reasons = ", ".join(f"{r} {n:,}" for r, n in self.reason_counts().items() if n)
+            raise DataError(
+                f"quarantined {len(self.quarantined):,} of {self.rows_in:,} rows "
+                f"({self.quarantined_share:.1%}), above max_quarantine_share {limit:g}: {reasons}; "
+                "inspect data/quarantine.parquet, fix the source, or raise max_quarantine_share"
+            )
+
+
+def screen(
+    frame: pd.DataFrame, *, target: str, schema: dict[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Coerce ``frame`` to the schema's types; return it and each row's reason and column.
+
+    Reasons found here: ``label missing``, ``wrong type`` (a numeric feature holding text), and
+    ``duplicate row`` (equal to an earlier kept row in every column except identifiers, which
+    would leak between splits).
+    """
+    coerced, mistyped = coerce(frame, schema)
+    found = pd.DataFrame({"reason": pd.NA, "column": pd.NA}, index=frame.index, dtype="object")
+    no_label = frame[target].isna()
+    found.loc[no_label, ["reason", "column"]] = ["label missing", target]
+    wrong = mistyped.notna() & found["reason"].isna()
+    found.loc[wrong, "reason"] = "wrong type"
+    found.loc[wrong, "column"] = mistyped[wrong]
+    ids = set(schema.get("ids", ()))
+    content = [c for c in frame.columns if c not in ids and not is_id_like(frame[c])]
+    kept = found["reason"].isna()
+    duplicated = coerced[kept].duplicated(subset=content, keep="first")
+    found.loc[duplicated[duplicated].index, "reason"] = "duplicate row"
+    return coerced, found
+
+
+def provisional_schema(
+    frame: pd.DataFrame, *, target: str, timestamp: str | None
+) -> dict[str, Any]:
+    """Column kinds before any contract exists (first run): enough to find type errors."""
+    columns = [c for c in frame.columns if c not in (target, timestamp)]
+    ids = [c for c in columns if is_id_like(frame[c])]
+    return {
+        "ids": ids,
+        "features": [{"name": c, "kind": column_kind(frame[c])} for c in columns if c not in ids],
+    }
+
+
+def prepare(
+    raw: pd.DataFrame,
+    *,
+    target: str,
+    task: str,
+    timestamp: str | None,
+    fractions: dict[str, float],
+    seed: int,
+    frozen: dict[str, Any] | None = None,
+    range_tolerance: float = 0.1,
+    unknown_categories: str = "reject",
+    label_mapping: dict[str, int] | None = None,
+) -> Prepared:
+    """Quarantine, split and (on first run) infer the contract; see the module docstring."""
+    first = frozen or provisional_schema(raw, target=target, timestamp=timestamp)
+    coerced, found = screen(raw, target=target, schema=first)
+    parts = split(
+        coerced[found["reason"].isna()],
+        target=target,
+        timestamp=timestamp,
+        fractions=fractions,
+        seed=seed,
+    )
+    schema = frozen or infer_schema(
+        parts[next(iter(parts))],
+        target=target,
+        task=task,
+        timestamp=timestamp,
+        range_tolerance=range_tolerance,
+        unknown_categories=unknown_categories,
+        label_mapping=label_mapping,
+    )
+    for name, part in parts.items():
+        broken = violations(part, schema)
+        bad = broken["reason"].notna()
+        found.loc[broken.index[bad], ["reason", "column"]] = broken.loc[bad].to_numpy()
+        parts[name] = part[~bad].reset_index(drop=True)
+    refused = found["reason"].notna()
+    quarantined = raw[refused].copy()
+    quarantined[QUARANTINE_REASON] = found.loc[refused, "reason"].astype("string")
+    quarantined[QUARANTINE_COLUMN] = found.loc[refused, "column"].astype("string")
+    quarantined[QUARANTINE_ROW] = raw.index[refused].to_numpy(dtype=np.int64)
+    return Prepared(schema, parts, quarantined.reset_index(drop=True), len(raw), frozen is None)
 
 
 def split(
@@ -38,21 +161,24 @@ def split(
     fractions: dict[str, float],
     seed: int,
 ) -> dict[str, pd.DataFrame]:
-    """Split into the named parts (in order) by ``fractions``.
+    """Split into the named parts (in order) by ``fractions``; rows keep their index.
 
     With a timestamp the parts are consecutive in time, so the model is trained on the past and
-    judged on the future; without one they are stratified by the target.
+    judged on the future; without one they are stratified by the target (when it has classes).
     """
     total = sum(fractions.values())
     if not np.isclose(total, 1.0):
         raise ConfigError(f"split fractions must add up to 1, got {total:.3f} ({fractions})")
     if len(frame) < 10 * len(fractions):
-        raise DataError(f"only {len(frame)} usable rows; need at least {10 * len(fractions)}")
+        raise DataError(
+            f"only {len(frame)} usable rows after quarantine; need at least "
+            f"{10 * len(fractions)} (10 per split); see data/quarantine.parquet"
+        )
     if timestamp:
-        ordered = frame.sort_values(timestamp, kind="stable").reset_index(drop=True)
+        ordered = frame.sort_values(timestamp, kind="stable")
         bounds = np.cumsum([0, *fractions.values()]) * len(ordered)
         return {
-            name: ordered.iloc[round(lo) : round(hi)].reset_index(drop=True)
+            name: ordered.iloc[round(lo) : round(hi)]
             for name, lo, hi in zip(fractions, bounds[:-1], bounds[1:], strict=True)
         }
     parts: dict[str, pd.DataFrame] = {}
@@ -62,19 +188,91 @@ def split(
         share = fractions[name] / remaining
         stratify = rest[target] if rest[target].nunique() < 20 else None
         part, rest = train_test_split(rest, train_size=share, random_state=seed, stratify=stratify)
-        parts[name] = part.reset_index(drop=True)
+        parts[name] = part
         remaining -= fractions[name]
-    parts[names[-1]] = rest.reset_index(drop=True)
+    parts[names[-1]] = rest
     return parts
 
 
-def profile(frame: pd.DataFrame, parts: dict[str, pd.DataFrame], *, target: str) -> dict[str, Any]:
-    """Rows, missing shares and the target's balance per split."""
+def balance(part: pd.DataFrame, *, target: str, task: str) -> dict[str, Any]:
+    """The target's balance in one split: class counts and positive share, or its spread."""
+    labels = part[target]
+    if task == "binary":
+        positives = int((labels == 1).sum())
+        return {
+            "rows": len(part),
+            "negatives": len(part) - positives,
+            "positives": positives,
+            "positive_share": round(positives / len(part), 4) if len(part) else 0.0,
+        }
     return {
-        "rows": len(frame),
-        "missing_share": {c: round(float(frame[c].isna().mean()), 4) for c in frame.columns},
-        "splits": {
-            name: {"rows": len(part), "target_mean": round(float(part[target].mean()), 4)}
-            for name, part in parts.items()
-        },
+        "rows": len(part),
+        "target_mean": round(float(labels.mean()), 4),
+        "target_std": round(float(labels.std()), 4),
     }
+
+
+def profile(prepared: Prepared, *, timestamp: str | None = None) -> dict[str, Any]:
+    """Rows, missing shares, class balance and time range per split, and the quarantine summary."""
+    schema = prepared.schema
+    target, task = schema["target"], schema["task"]
+    usable = pd.concat(prepared.parts.values(), ignore_index=True)
+    splits = {}
+    for name, part in prepared.parts.items():
+        splits[name] = balance(part, target=target, task=task)
+        if timestamp and len(part):
+            splits[name]["time_range"] = [str(part[timestamp].min()), str(part[timestamp].max())]
+    return {
+        "rows_in": prepared.rows_in,
+        "rows_usable": len(usable),
+        "missing_share": {
+            str(c): round(float(s), 4) for c, s in usable.isna().mean().items() if s > 0
+        },
+        "splits": splits,
+        "quarantine": {
+            "rows": len(prepared.quarantined),
+            "share": round(prepared.quarantined_share, 4),
+            "by_reason": prepared.reason_counts(),
+        },
+        "excluded": schema.get("excluded", {}),
+        "contract": "inferred" if prepared.inferred else "frozen",
+    }
+
+
+def plot_distributions(frame: pd.DataFrame, schema: dict[str, Any], *, limit: int = 16) -> Figure:
+    """One small panel per feature (the first ``limit``): histograms or category counts."""
+    features = schema["features"][:limit]
+    cols = 4
+    rows = max(1, -(-len(features) // cols))
+    figure = Figure(figsize=(3.2 * cols, 2.4 * rows), layout="constrained")
+    axes = figure.subplots(rows, cols, squeeze=False).ravel()
+    for ax, feature in zip(axes, features, strict=False):
+        column = frame[feature["name"]]
+        if feature["kind"] == "numeric":
+            ax.hist(pd.to_numeric(column, errors="coerce").dropna(), bins=30, color="tab:blue")
+        else:
+            counts = column.astype("string").value_counts().head(12)
+            ax.barh(counts.index.astype(str), counts.to_numpy(), color="tab:orange")
+            ax.tick_params(axis="y", labelsize=7)
+        missing = float(column.isna().mean())
+        ax.set_title(f"{feature['name']} ({missing:.1%} missing)", fontsize=9)
+    for ax in axes[len(features) :]:
+        ax.set_visible(False)
+    return figure
+
+
+def plot_balance(profile_: dict[str, Any], *, task: str) -> Figure:
+    """The target's balance per split: positive share (binary) or mean ± std (regression)."""
+    splits = profile_["splits"]
+    names = list(splits)
+    figure = Figure(figsize=(6, 2.6), layout="constrained")
+    ax = figure.subplots()
+    if task == "binary":
+        ax.bar(names, [splits[n]["positive_share"] for n in names], color="tab:green")
+        ax.set_ylabel("positive share")
+    else:
+        means = [splits[n]["target_mean"] for n in names]
+        ax.bar(names, means, yerr=[splits[n]["target_std"] for n in names], color="tab:green")
+        ax.set_ylabel("target mean ± std")
+    ax.set_title("target balance per split", fontsize=10)
+    return figure

@@ -1,14 +1,25 @@
-"""The problem statement: task, target, metric and the success criteria a model must meet."""
+"""The problem statement: task, target, metric and the success criteria a model must meet.
+
+``problem.json`` is written before any data is seen, so its task, target and metric may be
+``"auto"``. The dataset stage resolves the target and the task once it sees the labels and
+records them in the data card; the prepare stage copies them into ``schema.json``, which is the
+one place later stages (and the server) read the resolved task from:
+``Problem.from_dict(...).resolve(task=schema["task"], target=schema["target"])``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from opsnb.errors import ConfigError
 
+AUTO = "auto"
 TASKS = ("binary", "regression")
 METRICS = {"binary": ("auc", "logloss", "accuracy"), "regression": ("rmse", "mae", "r2")}
+DEFAULT_METRIC = {"binary": "auc", "regression": "r2"}
+DEFAULT_FLOOR = {"auc": 0.75, "accuracy": 0.7, "r2": 0.3}
+"""Quality floors used when none is given; scale-dependent metrics (rmse, mae, logloss) need one."""
 
 
 @dataclass(frozen=True)
@@ -16,10 +27,11 @@ class Problem:
     """What the model is for and how it is judged.
 
     Attributes:
-        task: ``"binary"`` or ``"regression"``.
-        target: the label column.
-        metric: the headline metric (one of :data:`METRICS` for the task).
-        quality_floor: the headline metric a model must reach on the test split.
+        task: ``"binary"``, ``"regression"`` or ``"auto"`` (resolved from the labels).
+        target: the label column, or ``"auto"`` for a built-in data set's own label.
+        metric: the headline metric (one of :data:`METRICS` for the task), or ``"auto"``.
+        quality_floor: the headline metric a model must reach on the test split; ``None``
+            takes :data:`DEFAULT_FLOOR` for the metric.
         p99_latency_ms: the serving latency budget for one record.
         cost_per_million_usd: the budget for one million predictions.
     """
@@ -27,20 +39,50 @@ class Problem:
     task: str
     target: str
     metric: str
-    quality_floor: float
+    quality_floor: float | None
     p99_latency_ms: float
     cost_per_million_usd: float
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ConfigError(f"task {self.task!r} is not supported; expected one of {TASKS}")
-        if self.metric not in METRICS[self.task]:
+        if self.task not in (AUTO, *TASKS):
+            raise ConfigError(
+                f"task {self.task!r} is not supported; expected one of {(AUTO, *TASKS)}"
+            )
+        allowed = sum(METRICS.values(), ()) if self.task == AUTO else METRICS[self.task]
+        if self.metric != AUTO and self.metric not in allowed:
             raise ConfigError(
                 f"metric {self.metric!r} does not fit task {self.task!r}; "
-                f"expected one of {METRICS[self.task]}"
+                f"expected auto or one of {allowed}"
             )
         if not self.target:
             raise ConfigError("target is empty; name the label column")
+
+    @property
+    def resolved(self) -> bool:
+        """True when task, target and metric are all known (no ``"auto"`` left)."""
+        return AUTO not in (self.task, self.target, self.metric) and self.quality_floor is not None
+
+    def resolve(self, *, task: str, target: str) -> Problem:
+        """Return this problem with the task and target the data showed, metric and floor filled.
+
+        Raises:
+            ConfigError: the data contradicts what was stated (another task or target), the
+                stated metric does not fit the resolved task, or the metric has no default floor.
+        """
+        for name, stated, seen in (("task", self.task, task), ("target", self.target, target)):
+            if stated not in (AUTO, seen):
+                raise ConfigError(
+                    f"problem.json states {name} {stated!r} but the data resolved {seen!r}; "
+                    f"re-run from stage 'problem' with -p {name} {seen} (or auto)"
+                )
+        metric = DEFAULT_METRIC[task] if self.metric == AUTO else self.metric
+        floor = self.quality_floor if self.quality_floor is not None else DEFAULT_FLOOR.get(metric)
+        if floor is None:
+            raise ConfigError(
+                f"metric {metric!r} has no default quality floor (it depends on the target's "
+                "scale); pass -p quality_floor <value>"
+            )
+        return replace(self, task=task, target=target, metric=metric, quality_floor=floor)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the problem as a JSON-ready dict."""
@@ -53,8 +95,15 @@ class Problem:
 
     def describe(self) -> str:
         """One sentence stating the problem and its success criteria."""
+        floor = "its default floor" if self.quality_floor is None else self.quality_floor
         return (
-            f"Predict '{self.target}' ({self.task}); success means {self.metric} >= "
-            f"{self.quality_floor} on the test split, p99 latency <= {self.p99_latency_ms} ms "
-            f"and <= ${self.cost_per_million_usd} per million predictions."
+            f"Predict '{self.target}' ({self.task}); success means {self.metric} "
+            f"{'>=' if self.higher_is_better else '<='} {floor} on the test split, p99 latency "
+            f"<= {self.p99_latency_ms} ms and <= ${self.cost_per_million_usd} per million "
+            "predictions."
         )
+
+    @property
+    def higher_is_better(self) -> bool:
+        """True for metrics where a larger value is better (AUC, accuracy, R²)."""
+        return self.metric in ("auc", "accuracy", "r2", AUTO)

@@ -101,7 +101,9 @@ STAGES: tuple[Stage, ...] = (
         (
             "problem.json",
             "schema.json",
+            "data/card.json",
             "data/train.parquet",
+            "data/test.parquet",
             "bundle/manifest.json",
             "bundle/model.so",
             "bundle/schema.json",

@@ -1,0 +1,136 @@
+"""The whole pipeline on data opsnb did not make: a census-like CSV and scikit-learn's diabetes."""
+
+from pathlib import Path
+
+import pytest
+
+from conftest import census_rows, manifest_of, opsnb_cli, write_census
+from opsnb import config
+from opsnb.artifacts import read_json, sha256_file
+
+pytestmark = pytest.mark.slow
+FAST = ["-p", "max_depth", "[3]", "-p", "max_rounds", "80"]
+
+
+@pytest.fixture(scope="module")
+def data_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("data-runs")
+
+
+@pytest.fixture(scope="module")
+def census_run(data_runs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    csv = write_census(tmp_path_factory.mktemp("v1") / "census.csv", census_rows(1000, seed=11))
+    result = opsnb_cli(
+        "run",
+        "-q",
+        "--run-id",
+        "census",
+        "-p",
+        "dataset",
+        str(csv),
+        "-p",
+        "target",
+        "income",
+        *FAST,
+        env={config.RUNS_ENV: str(data_runs)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return data_runs / "census"
+
+
+def test_a_real_world_csv_runs_end_to_end(census_run: Path) -> None:
+    card = read_json(census_run / "data/card.json")
+    assert card["label_mapping"] == {"<=50K": 0, ">50K": 1}
+    assert card["task"] == "binary"
+    schema = read_json(census_run / "schema.json")
+    assert schema["ids"] == ["person_id"]
+    assert schema["label_mapping"] == card["label_mapping"]
+    kinds = {f["name"]: f["kind"] for f in schema["features"]}
+    assert kinds["workclass"] == "categorical"
+    assert kinds["age"] == "numeric"
+    metrics = read_json(census_run / "model/metrics.json")
+    assert metrics["metric"] == "auc"
+    assert metrics["scores"]["auc"] > 0.8
+    assert read_json(census_run / "reports/parity.json")["passed"]
+    assert (census_run.parent / "contracts" / "census-income.json").is_file()
+
+
+def test_later_runs_quarantine_against_the_frozen_contract(
+    census_run: Path, data_runs: Path, tmp_path: Path
+) -> None:
+    rows = census_rows(1000, seed=11)
+    rows[3][0], rows[8][4], rows[13][2] = "old", "-900000", "Kindergarten"
+    csv = write_census(tmp_path / "census.csv", rows)  # next month's file, same name
+    result = opsnb_cli(
+        "run",
+        "-q",
+        "--run-id",
+        "census-2",
+        "--until",
+        "prepare",
+        "-p",
+        "dataset",
+        str(csv),
+        "-p",
+        "target",
+        "income",
+        env={config.RUNS_ENV: str(data_runs)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    profile = read_json(data_runs / "census-2/data/profile.json")
+    assert profile["contract"] == "frozen"
+    reasons = {k: v for k, v in profile["quarantine"]["by_reason"].items() if v}
+    assert reasons == {"wrong type": 1, "out of range": 1, "unknown category": 1}
+
+
+def test_a_bad_file_stops_stage_01_and_leaves_earlier_runs_alone(
+    census_run: Path, data_runs: Path, tmp_path: Path
+) -> None:
+    before = {p: sha256_file(p) for p in sorted(census_run.rglob("*")) if p.is_file()}
+    (tmp_path / "header_only.csv").write_text("age, income\n")
+    result = opsnb_cli(
+        "run",
+        "-q",
+        "--run-id",
+        "broken",
+        "-p",
+        "dataset",
+        str(tmp_path / "header_only.csv"),
+        "-p",
+        "target",
+        "income",
+        env={config.RUNS_ENV: str(data_runs)},
+    )
+    assert result.returncode != 0
+    assert (
+        "stage 'dataset' failed: DataError: dataset file header_only.csv has a header "
+        "(2 columns) but no data rows" in result.stderr
+    )
+    assert manifest_of(data_runs / "broken").stages["dataset"]["status"] == "failed"
+    assert before == {p: sha256_file(p) for p in sorted(census_run.rglob("*")) if p.is_file()}
+    assert (data_runs / "latest").resolve() == census_run.resolve()
+
+
+def test_a_regression_data_set_runs_end_to_end(data_runs: Path) -> None:
+    # Regression outputs are ~150, so float32 rounding differs by ~1e-4 between engines.
+    result = opsnb_cli(
+        "run",
+        "-q",
+        "--run-id",
+        "diabetes",
+        "-p",
+        "dataset",
+        "diabetes",
+        "-p",
+        "parity_tolerance",
+        "0.001",
+        *FAST,
+        env={config.RUNS_ENV: str(data_runs)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = data_runs / "diabetes"
+    assert read_json(run / "schema.json")["task"] == "regression"
+    metrics = read_json(run / "model/metrics.json")
+    assert metrics["metric"] == "r2"
+    assert metrics["scores"]["r2"] > 0.2
+    assert read_json(run / "reports/parity.json")["passed"]

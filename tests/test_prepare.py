@@ -1,0 +1,104 @@
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import census_rows, write_census
+from opsnb import datasets, prepare
+from opsnb.errors import ConfigError, DataError
+
+FRACTIONS = {"train": 0.6, "valid": 0.15, "test": 0.15, "trusted": 0.1}
+
+
+def _prepare(data: datasets.LoadedData, **options: object) -> prepare.Prepared:
+    return prepare.prepare(
+        data.frame,
+        target=data.target,
+        task=data.task,
+        timestamp=data.timestamp,
+        fractions=FRACTIONS,
+        seed=0,
+        **options,
+    )  # type: ignore[arg-type]
+
+
+def test_injected_errors_are_quarantined_exactly_with_their_reasons(tmp_path: Path) -> None:
+    rows = census_rows(400, seed=4)
+    clean = datasets.load(str(write_census(tmp_path / "clean.csv", rows)), target="income")
+    first = _prepare(clean)
+    assert first.inferred
+    assert len(first.quarantined) == 0
+    bad = [list(r) for r in rows]
+    bad[5][0] = "forty"  # wrong type in a numeric column
+    bad[9][3] = "lots"  # wrong type
+    bad[17][0] = "250"  # out of range (age)
+    bad[23][4] = "-900000"  # out of range (capital_gain)
+    bad[31][6] = "?"  # label missing
+    bad[40][2] = "Kindergarten"  # unknown category
+    bad += [[*rows[50][:7], "400", rows[50][8]], [*rows[60][:7], "401", rows[60][8]]]  # duplicates
+    injected = datasets.load(str(write_census(tmp_path / "bad.csv", bad)), target="income")
+    second = _prepare(injected, frozen=first.schema)
+    found = second.quarantined.set_index(prepare.QUARANTINE_ROW)
+    assert found[prepare.QUARANTINE_REASON].to_dict() == {
+        5: "wrong type",
+        9: "wrong type",
+        17: "out of range",
+        23: "out of range",
+        31: "label missing",
+        40: "unknown category",
+        400: "duplicate row",
+        401: "duplicate row",
+    }
+    assert found.loc[9, prepare.QUARANTINE_COLUMN] == "hours_per_week"
+    assert found.loc[5, "age"] == "forty"  # the raw value is kept for inspection
+    assert second.reason_counts()["wrong type"] == 2
+    assert sum(len(p) for p in second.parts.values()) == 400 - 6
+
+
+def test_too_many_quarantined_rows_stop_with_the_counts(tmp_path: Path) -> None:
+    rows = census_rows(200, seed=5)
+    for r in rows[:30]:
+        r[6] = "?"
+    data = datasets.load(str(write_census(tmp_path / "c.csv", rows)), target="income")
+    prepared = _prepare(data)
+    with pytest.raises(
+        DataError,
+        match=r"quarantined 30 of 200 rows \(15.0%\), above "
+        r"max_quarantine_share 0.05: label missing 30; inspect",
+    ):
+        prepared.check_share(0.05)
+    prepared.check_share(0.2)
+
+
+def test_time_split_trains_on_the_past_and_keeps_a_trusted_holdout() -> None:
+    data = datasets.load("loans", n_rows=1000, seed=3)
+    prepared = _prepare(data)
+    parts = prepared.parts
+    assert list(parts) == list(FRACTIONS)
+    for earlier, later in zip(list(parts)[:-1], list(parts)[1:], strict=True):
+        assert parts[earlier]["applied_at"].max() <= parts[later]["applied_at"].min()
+    ids = [set(p["application_id"]) for p in parts.values()]
+    assert not set.intersection(*ids[:1], ids[3])  # trusted never overlaps train
+    profile = prepare.profile(prepared, timestamp="applied_at")
+    assert profile["splits"]["train"]["positives"] + profile["splits"]["train"]["negatives"] == 600
+    assert profile["quarantine"]["by_reason"]["duplicate row"] == 0
+    figure = prepare.plot_distributions(parts["train"], prepared.schema)
+    assert sum(ax.get_visible() for ax in figure.axes) == len(prepared.schema["features"]) == 11
+
+
+def test_without_timestamp_the_split_is_stratified_and_regression_works() -> None:
+    cancer = datasets.load("breast_cancer")
+    splits = prepare.profile(_prepare(cancer))["splits"]
+    shares = [s["positive_share"] for s in splits.values()]
+    assert max(shares) - min(shares) < 0.05
+    diabetes = _prepare(datasets.load("diabetes"))
+    assert diabetes.schema["task"] == "regression"
+    assert "target_mean" in prepare.profile(diabetes)["splits"]["test"]
+
+
+def test_bad_fractions_and_too_few_rows_are_refused() -> None:
+    frame = pd.DataFrame({"x": range(20), "y": [0, 1] * 10})
+    with pytest.raises(ConfigError, match=r"split fractions must add up to 1, got 0.900"):
+        prepare.split(frame, target="y", timestamp=None, fractions={"a": 0.5, "b": 0.4}, seed=0)
+    with pytest.raises(DataError, match=r"only 20 usable rows after quarantine; need at least 40"):
+        prepare.split(frame, target="y", timestamp=None, fractions=FRACTIONS, seed=0)
