@@ -44,6 +44,13 @@ def test_drift_table_ranks_features_and_alerts_name_them(rng) -> None:
     assert alerts[1]["message"] == "live auc 0.6100 is below the floor 0.7"
 
 
+def test_a_loss_alerts_when_it_rises_above_its_floor() -> None:
+    table = pd.DataFrame({"feature": ["x"], "psi": [0.01], "level": ["stable"]})
+    assert monitoring.alerts(table, {"rmse": 9.0}, metric="rmse", floor=10.0) == []
+    [alert] = monitoring.alerts(table, {"rmse": 12.0}, metric="rmse", floor=10.0)
+    assert alert["message"] == "live rmse 12.0000 is above the floor 10.0"
+
+
 def test_no_alerts_when_all_is_well() -> None:
     table = pd.DataFrame({"feature": ["x"], "psi": [0.01], "level": ["stable"]})
     assert monitoring.alerts(table, {"auc": 0.9}, metric="auc", floor=0.7) == []

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from opsnb.problem import meets_floor
+
 
 def score(task: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     """Headline metrics: AUC, log loss and accuracy (binary) or RMSE, MAE and R² (regression)."""
@@ -64,13 +66,11 @@ def evaluate(
 ) -> dict[str, Any]:
     """Scores, the calibration table (binary) and whether the headline metric meets its floor."""
     scores = score(task, y_true, y_pred)
-    higher_is_better = metric in ("auc", "accuracy", "r2")
-    meets = scores[metric] >= floor if higher_is_better else scores[metric] <= floor
     return {
         "rows": len(y_true),
         "scores": scores,
         "metric": metric,
         "floor": floor,
-        "meets_floor": bool(meets),
+        "meets_floor": meets_floor(metric, scores[metric], floor),
         "calibration": calibration_table(y_true, y_pred) if task == "binary" else [],
     }

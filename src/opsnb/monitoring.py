@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from opsnb.problem import HIGHER_IS_BETTER, meets_floor
+
 PSI_MODERATE = 0.1
 PSI_MAJOR = 0.2
 _EPS = 1e-4
@@ -66,7 +68,7 @@ def alerts(
     metric: str | None = None,
     floor: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Alerts for major drift and for a live metric under the problem's floor."""
+    """Alerts for major drift and for a live metric on the wrong side of the problem's floor."""
     found = [
         {
             "kind": "drift",
@@ -79,7 +81,8 @@ def alerts(
     ]
     if live_metrics and metric and floor is not None and metric in live_metrics:
         value = live_metrics[metric]
-        if value < floor:
-            message = f"live {metric} {value:.4f} is below the floor {floor}"
+        if not meets_floor(metric, value, floor):
+            side = "below" if metric in HIGHER_IS_BETTER else "above"
+            message = f"live {metric} {value:.4f} is {side} the floor {floor}"
             found.append({"kind": "quality", "metric": metric, "value": value, "message": message})
     return found

@@ -20,6 +20,13 @@ METRICS = {"binary": ("auc", "logloss", "accuracy"), "regression": ("rmse", "mae
 DEFAULT_METRIC = {"binary": "auc", "regression": "r2"}
 DEFAULT_FLOOR = {"auc": 0.75, "accuracy": 0.7, "r2": 0.3}
 """Quality floors used when none is given; scale-dependent metrics (rmse, mae, logloss) need one."""
+HIGHER_IS_BETTER = frozenset({"auc", "accuracy", "r2"})
+"""Metrics where a larger value is better; for the others (losses, errors) smaller is better."""
+
+
+def meets_floor(metric: str, value: float, floor: float) -> bool:
+    """True when ``value`` of ``metric`` is on the good side of ``floor``."""
+    return value >= floor if metric in HIGHER_IS_BETTER else value <= floor
 
 
 @dataclass(frozen=True)
@@ -106,4 +113,4 @@ class Problem:
     @property
     def higher_is_better(self) -> bool:
         """True for metrics where a larger value is better (AUC, accuracy, R²)."""
-        return self.metric in ("auc", "accuracy", "r2", AUTO)
+        return self.metric in HIGHER_IS_BETTER or self.metric == AUTO
