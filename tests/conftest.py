@@ -78,3 +78,31 @@ def copy_of(tmp_path: Path):
 def manifest_of(run: Path) -> RunManifest:
     """The run's manifest."""
     return RunManifest.load(run)
+
+
+# -- compiled models (tests of compiler, predictor, golden, bench, the C example) ----------------
+
+
+@pytest.fixture(scope="session")
+def compile_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One compile cache for the session: a model compiled once is reused by later tests."""
+    return tmp_path_factory.mktemp("compile-cache")
+
+
+@pytest.fixture(scope="session")
+def model_kinds(tmp_path_factory: pytest.TempPathFactory):
+    """Small real models: binary, regression, categorical, missing (trained once)."""
+    from model_kinds import train_kind
+
+    folder = tmp_path_factory.mktemp("models")
+    return {k: train_kind(folder, k) for k in ("binary", "regression", "categorical", "missing")}
+
+
+@pytest.fixture(scope="session")
+def categorical_bundle(tmp_path_factory, model_kinds, compile_cache) -> Path:
+    """A compiled bundle of the categorical model, shared read-only by tests."""
+    from model_kinds import bundle_of
+
+    bundle = tmp_path_factory.mktemp("bundles") / "categorical"
+    bundle_of(model_kinds["categorical"], bundle, compile_cache)
+    return bundle
