@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from model_kinds import bundle_of, train_kind
 from opsnb import config
 from opsnb.artifacts import RunManifest
 
@@ -92,8 +93,6 @@ def compile_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def model_kinds(tmp_path_factory: pytest.TempPathFactory):
     """Small real models: binary, regression, categorical, missing (trained once)."""
-    from model_kinds import train_kind
-
     folder = tmp_path_factory.mktemp("models")
     return {k: train_kind(folder, k) for k in ("binary", "regression", "categorical", "missing")}
 
@@ -101,8 +100,6 @@ def model_kinds(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def categorical_bundle(tmp_path_factory, model_kinds, compile_cache) -> Path:
     """A compiled bundle of the categorical model, shared read-only by tests."""
-    from model_kinds import bundle_of
-
     bundle = tmp_path_factory.mktemp("bundles") / "categorical"
     bundle_of(model_kinds["categorical"], bundle, compile_cache)
     return bundle

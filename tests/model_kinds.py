@@ -33,10 +33,17 @@ def make_schema(task: str, *, categorical: bool) -> dict[str, Any]:
         for i in range(4)
     ]
     if categorical:
-        features.insert(2, {"name": "colour", "kind": "categorical", "nullable": True,
-                            "categories": CATEGORIES})  # fmt: skip
-    return {"version": 1, "task": task, "target": "y", "timestamp": None, "ids": [],
-            "features": features}  # fmt: skip
+        features.insert(
+            2, {"name": "colour", "kind": "categorical", "nullable": True, "categories": CATEGORIES}
+        )
+    return {
+        "version": 1,
+        "task": task,
+        "target": "y",
+        "timestamp": None,
+        "ids": [],
+        "features": features,
+    }
 
 
 def make_rows(n: int, schema: dict[str, Any], *, seed: int, missing: float) -> np.ndarray:
@@ -53,7 +60,9 @@ def train_kind(folder: Path, name: str, *, trees: int = 40, depth: int = 4, seed
     """Train and save one of: binary, regression, categorical, missing, multiclass."""
     task = "regression" if name == "regression" else "binary"
     schema = make_schema(task, categorical=name in ("categorical", "multiclass"))
-    x = make_rows(3000, schema, seed=seed, missing={"missing": 0.15, "categorical": 0.05}.get(name, 0.0))
+    x = make_rows(
+        3000, schema, seed=seed, missing={"missing": 0.15, "categorical": 0.05}.get(name, 0.0)
+    )
     z = np.nan_to_num(x)
     signal = z[:, 0] + 0.5 * z[:, 1] * (z[:, -1] > 0.3) - 0.3 * z[:, 2] ** 2
     params: dict[str, Any] = {"max_depth": depth, "max_cat_to_onehot": 1, "seed": seed}
@@ -66,8 +75,14 @@ def train_kind(folder: Path, name: str, *, trees: int = 40, depth: int = 4, seed
         params["objective"], label = "binary:logistic", (signal > 0).astype(float)
     types = ["c" if f["kind"] == "categorical" else "q" for f in schema["features"]]
     names = [f["name"] for f in schema["features"]]
-    dtrain = xgb.DMatrix(x, label=label, feature_names=names, feature_types=types,
-                         enable_categorical=True, missing=np.nan)  # fmt: skip
+    dtrain = xgb.DMatrix(
+        x,
+        label=label,
+        feature_names=names,
+        feature_types=types,
+        enable_categorical=True,
+        missing=np.nan,
+    )
     booster = xgb.train(params, dtrain, trees)
     folder.mkdir(parents=True, exist_ok=True)
     model_path = folder / f"{name}.ubj"
@@ -81,8 +96,9 @@ def reference(kind: Kind, x: np.ndarray) -> np.ndarray:
     """XGBoost's own predictions (Booster.predict) for rows in schema order."""
     types = ["c" if f["kind"] == "categorical" else "q" for f in kind.schema["features"]]
     names = [f["name"] for f in kind.schema["features"]]
-    d = xgb.DMatrix(x, feature_names=names, feature_types=types, enable_categorical=True,
-                    missing=np.nan)  # fmt: skip
+    d = xgb.DMatrix(
+        x, feature_names=names, feature_types=types, enable_categorical=True, missing=np.nan
+    )
     return np.asarray(kind.booster.predict(d), np.float64)
 
 

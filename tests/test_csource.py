@@ -8,14 +8,18 @@ def test_the_base_score_literal_is_read_from_tl2cgens_predict():
 
 
 def test_the_batch_entry_point_runs_each_unit_over_a_block():
-    c = csource.batch_entry_point(n_features=3, n_units=2, base_score="0.5", quantize=True,
-                                  block_rows=32)  # fmt: skip
-    assert "#define NF 3" in c and "#define BLOCK 32" in c
+    c = csource.batch_entry_point(
+        n_features=3, n_units=2, base_score="0.5", quantize=True, block_rows=32
+    )
+    assert "#define NF 3" in c
+    assert "#define BLOCK 32" in c
     assert c.index("predict_unit0(rows") < c.index("predict_unit1(rows") < c.index("acc[r] += 0.5")
     assert "quantize(v, (unsigned)j)" in c
-    plain = csource.batch_entry_point(n_features=3, n_units=1, base_score="0", quantize=False,
-                                      block_rows=32)  # fmt: skip
-    assert "quantize" not in plain and "predict_unit1" not in plain
+    plain = csource.batch_entry_point(
+        n_features=3, n_units=1, base_score="0", quantize=False, block_rows=32
+    )
+    assert "quantize" not in plain
+    assert "predict_unit1" not in plain
 
 
 def test_build_files_list_every_source():

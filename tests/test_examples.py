@@ -10,10 +10,26 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "predict_csv.c"
 
 def _build(bundle: Path, target: Path) -> Path:
     subprocess.run(
-        ["gcc", "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", "-I", bundle, EXAMPLE,
-         bundle / "model.so", f"-Wl,-rpath,{bundle}", "-lm", "-o", target],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            "gcc",
+            "-O2",
+            "-std=c99",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-I",
+            bundle,
+            EXAMPLE,
+            bundle / "model.so",
+            f"-Wl,-rpath,{bundle}",
+            "-lm",
+            "-o",
+            target,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return target
 
 
@@ -27,8 +43,9 @@ def test_the_c_example_predicts_what_the_python_predictor_predicts(
     lines = ["x0,x1,colour,x2,x3"]  # a header, skipped
     lines += [",".join("" if np.isnan(v) else repr(float(v)) for v in row) for row in x]
     lines[3] = lines[3].replace(",,", ",nan,", 1)  # both spellings of missing
-    done = subprocess.run([program], input="\n".join(lines) + "\n", capture_output=True,
-                          text=True, check=True)  # fmt: skip
+    done = subprocess.run(
+        [program], input="\n".join(lines) + "\n", capture_output=True, text=True, check=True
+    )
     from_c = np.array(done.stdout.split(), dtype=np.float32)
     model = load_bundle(categorical_bundle)
     np.testing.assert_array_equal(from_c, model.predict(x).astype(np.float32))

@@ -7,10 +7,18 @@ def test_edge_rows_cover_every_edge_named_by_the_contract(model_kinds):
     kind = model_kinds["categorical"]
     model = compiler.load_model(kind.model_path)
     rows, labels = golden.edge_rows(model, kind.schema, kind.x[0])
-    assert len(rows) == len(labels) and rows.dtype == np.float32
+    assert len(rows) == len(labels)
+    assert rows.dtype == np.float32
     assert np.isnan(rows[labels.index("NaN in every feature")]).all()
-    for edge in ["x0: NaN", "colour: NaN", "colour: unseen category code", "x1: +0", "x1: -0",
-                 "x1: float32 max", "x1: float32 lowest"]:  # fmt: skip
+    for edge in [
+        "x0: NaN",
+        "colour: NaN",
+        "colour: unseen category code",
+        "x1: +0",
+        "x1: -0",
+        "x1: float32 max",
+        "x1: float32 lowest",
+    ]:
         assert edge in labels
     assert rows[labels.index("colour: unseen category code"), 2] == 5.0
     assert np.signbit(rows[labels.index("x1: -0"), 1])
@@ -31,5 +39,8 @@ def test_both_references_agree_with_each_other_on_the_golden_rows(model_kinds):
     kind = model_kinds["missing"]
     model = compiler.load_model(kind.model_path)
     rows, _ = golden.edge_rows(model, kind.schema, kind.x[1])
-    np.testing.assert_allclose(golden.xgboost_predict(kind.booster, rows, kind.schema),
-                               golden.gtil_predict(model, rows), atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        golden.xgboost_predict(kind.booster, rows, kind.schema),
+        golden.gtil_predict(model, rows),
+        atol=1e-6,
+    )

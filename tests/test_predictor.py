@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from model_kinds import CATEGORIES
 
+from model_kinds import CATEGORIES
 from opsnb.artifacts import sha256_file
 from opsnb.errors import ArtifactError, ConfigError, ParityError, SchemaError
 from opsnb.predictor import load_bundle, verify_bundle
@@ -30,14 +30,16 @@ def model(categorical_bundle: Path):
 def test_a_dataframe_by_name_in_any_order_equals_the_array_in_schema_order(model, model_kinds):
     x = model_kinds["categorical"].x[:300]
     frame = pd.DataFrame(x, columns=[f["name"] for f in model.schema["features"]])
-    frame["colour"] = pd.Series([CATEGORIES[int(c)] if c == c else None for c in x[:, 2]])
+    frame["colour"] = pd.Series([CATEGORIES[int(c)] if not np.isnan(c) else None for c in x[:, 2]])
     shuffled = frame[list(reversed(frame.columns))].assign(extra=1.0)
     np.testing.assert_array_equal(model.predict(shuffled), model.predict(x))
-    assert model.predict(x).dtype == np.float64 and model.predict(x).shape == (300,)
+    assert model.predict(x).dtype == np.float64
+    assert model.predict(x).shape == (300,)
 
 
 def test_the_interface_serving_relies_on(model):
-    assert model.n_features == 5 and model.version == model.manifest["model_sha256"][:12]
+    assert model.n_features == 5
+    assert model.version == model.manifest["model_sha256"][:12]
     assert [f["name"] for f in model.schema["features"]][2] == "colour"
     assert model.self_check()["passed"]
 
@@ -45,7 +47,10 @@ def test_the_interface_serving_relies_on(model):
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        (np.zeros(5, np.float32), r"shape \(rows, 5\) .*got shape \(5,\) \(one row\? use x.reshape"),
+        (
+            np.zeros(5, np.float32),
+            r"shape \(rows, 5\) .*got shape \(5,\) \(one row\? use x.reshape",
+        ),
         (np.zeros((2, 4)), r"expected an array of shape \(rows, 5\) in schema order \(x0, x1"),
         (np.array([["a"] * 5]), r"dtype <U1 is not numeric"),
     ],
@@ -59,7 +64,9 @@ def test_wrong_shapes_and_types_are_refused(model, data, message):
 def test_values_beyond_float32_are_refused_by_row_and_feature(model, bad):
     x = np.zeros((3, 5))
     x[2, 3] = bad
-    with pytest.raises(SchemaError, match=r"row 2, feature 'x2' is -?inf as float32; expected a fini"):
+    with pytest.raises(
+        SchemaError, match=r"row 2, feature 'x2' is -?inf as float32; expected a fini"
+    ):
         model.predict(x)
 
 
@@ -102,13 +109,15 @@ int get_num_feature(void) { return 5; }
 def test_a_modified_library_is_refused_before_it_is_ever_loaded(bundle, tmp_path):
     marker = tmp_path / "constructor-ran"
     (tmp_path / "evil.c").write_text(CONSTRUCTOR % marker)
-    subprocess.run(["gcc", "-shared", "-fPIC", "-o", bundle / "model.so", tmp_path / "evil.c"],
-                   check=True)  # fmt: skip
+    subprocess.run(
+        ["gcc", "-shared", "-fPIC", "-o", bundle / "model.so", tmp_path / "evil.c"], check=True
+    )
     with pytest.raises(ArtifactError, match=r"model.so does not match manifest.json.*refusing"):
         load_bundle(bundle)
     assert not marker.exists()  # its code never ran
     maps = Path("/proc/self/maps").read_text()
-    assert str(bundle) not in maps and "evil" not in maps
+    assert str(bundle) not in maps
+    assert "evil" not in maps
 
 
 def test_a_missing_or_unlisted_file_is_refused(bundle):

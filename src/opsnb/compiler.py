@@ -193,7 +193,7 @@ def default_cache_dir() -> Path:
 def compile_cached(
     model_path: str | os.PathLike[str],
     *,
-    options: CompileOptions = CompileOptions(),  # noqa: B008 - frozen, so sharing it is safe
+    options: CompileOptions = CompileOptions(),
     annotate_rows: np.ndarray | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     toolchain: str = "gcc",
@@ -240,8 +240,13 @@ def compile_cached(
         shutil.copyfile(src / "header.h", staging / "model.h")
         export_source_package(src, sources, staging / "model-src.zip", cflags=options.cflags)
         shutil.rmtree(src)
-        info = {**identity, "key": key, "trees": model.num_tree, "units": sum(s.startswith("tu") for s in sources),
-                "compile_seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
+        info = {
+            **identity,
+            "key": key,
+            "trees": model.num_tree,
+            "units": sum(s.startswith("tu") for s in sources),
+            "compile_seconds": round(time.perf_counter() - t0, 2),
+        }
         write_json(staging / "compile.json", info)
         try:
             staging.rename(entry)  # atomic: a cache entry is complete or absent
@@ -260,7 +265,7 @@ def compile_bundle(
     *,
     schema_path: str | os.PathLike[str],
     sample: np.ndarray,
-    options: CompileOptions = CompileOptions(),  # noqa: B008 - frozen, so sharing it is safe
+    options: CompileOptions = CompileOptions(),
     annotate_rows: np.ndarray | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
     cache_dir: str | os.PathLike[str] | None = None,
@@ -284,14 +289,27 @@ def compile_bundle(
         ParityError: the library disagrees with XGBoost or Treelite: no bundle is written.
     """
     t0 = time.perf_counter()
-    built = compile_cached(model_path, options=options, annotate_rows=annotate_rows,
-                           cache_dir=cache_dir, toolchain=toolchain)  # fmt: skip
+    built = compile_cached(
+        model_path,
+        options=options,
+        annotate_rows=annotate_rows,
+        cache_dir=cache_dir,
+        toolchain=toolchain,
+    )
     schema = read_json(schema_path)
-    library = NativeModel(private_copy(built.folder / "model.so"), feature_names=feature_names(schema))
+    library = NativeModel(
+        private_copy(built.folder / "model.so"), feature_names=feature_names(schema)
+    )
     booster = xgb.Booster()
     booster.load_model(os.fspath(model_path))
-    proof = golden.prove_parity(library.predict, booster=booster, model=load_model(model_path),
-                                schema=schema, sample=sample, tolerance=tolerance)  # fmt: skip
+    proof = golden.prove_parity(
+        library.predict,
+        booster=booster,
+        model=load_model(model_path),
+        schema=schema,
+        sample=sample,
+        tolerance=tolerance,
+    )
     shutil.rmtree(library.path.parent, ignore_errors=True)  # the loaded code stays mapped
     bundle = Path(bundle_dir)
     for name in CACHED_FILES:
@@ -300,8 +318,13 @@ def compile_bundle(
     with atomic_path(bundle / "schema.json") as tmp:
         shutil.copyfile(schema_path, tmp)
     gold = proof["golden"]
-    write_golden(bundle / "golden.json", gold["rows"], gold["expected"], labels=gold["labels"],
-                 tolerance=tolerance)  # fmt: skip
+    write_golden(
+        bundle / "golden.json",
+        gold["rows"],
+        gold["expected"],
+        labels=gold["labels"],
+        tolerance=tolerance,
+    )
     manifest = {
         "files": {name: sha256_file(bundle / name) for name in BUNDLE_FILES},
         "model_sha256": built.info["model_sha256"],

@@ -58,8 +58,12 @@ def edge_rows(
         if feature["kind"] == "categorical":
             vary(j, float(len(feature["categories"])), "unseen category code")
             continue
-        for value, label in [(0.0, "+0"), (-0.0, "-0"), (FLOAT32_MAX, "float32 max"),
-                             (-FLOAT32_MAX, "float32 lowest")]:  # fmt: skip
+        for value, label in [
+            (0.0, "+0"),
+            (-0.0, "-0"),
+            (FLOAT32_MAX, "float32 max"),
+            (-FLOAT32_MAX, "float32 lowest"),
+        ]:
             vary(j, value, label)
         cuts = thresholds.get(j, [])
         picks = np.unique(np.linspace(0, len(cuts) - 1, MAX_THRESHOLDS_PER_FEATURE).astype(int))
@@ -71,7 +75,7 @@ def edge_rows(
 
 
 def xgboost_predict(booster: xgb.Booster, rows: np.ndarray, schema: dict[str, Any]) -> np.ndarray:
-    """``Booster.predict`` on float32 rows in schema order (categorical codes split as categories)."""
+    """``Booster.predict`` on float32 rows in schema order (category codes split as categories)."""
     matrix = xgb.DMatrix(
         rows,
         feature_names=feature_names(schema),
@@ -114,7 +118,10 @@ def prove_parity(
         ("golden rows", golden, labels, expected),
     ]:
         got = compiled(rows)
-        for label, reference in [("xgboost", xgb_out), ("treelite.gtil", gtil_predict(model, rows))]:
+        for label, reference in [
+            ("xgboost", xgb_out),
+            ("treelite.gtil", gtil_predict(model, rows)),
+        ]:
             report = parity_report(
                 reference, got, tolerance=tolerance, label=label, row_labels=row_labels
             )

@@ -54,8 +54,13 @@ class NativeModel:
                 f"{self.path} is not an opsnb model library ({exc}); "
                 f"expected the exported function {ENTRY_POINT}: rebuild it with opsnb.compiler"
             ) from exc
-        fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_int32,
-                       ctypes.c_void_p]  # fmt: skip
+        fn.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_int64,
+            ctypes.c_int32,
+            ctypes.c_int32,
+            ctypes.c_void_p,
+        ]
         fn.restype = ctypes.c_int64
         self._fn = fn
         self.n_features = int(self._lib.get_num_feature())

@@ -13,6 +13,7 @@ Predictions go straight into the library's batch entry point (``opsnb_predict``,
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -86,7 +87,9 @@ class CompiledModel:
         library = private_copy(self.bundle_dir / "model.so", prefix=f"opsnb-{self.version}-")
         self._private = library.parent
         try:  # the copy is what gets loaded: check it, not the original
-            _check_file(self.bundle_dir, "model.so", self.manifest["files"]["model.so"], path=library)
+            _check_file(
+                self.bundle_dir, "model.so", self.manifest["files"]["model.so"], path=library
+            )
         except ArtifactError:
             shutil.rmtree(self._private, ignore_errors=True)
             raise
@@ -135,7 +138,7 @@ class CompiledModel:
         bounds = np.linspace(0, n, parts + 1).astype(int)
         futures = [
             self._pool.submit(self._native.predict_into, x[a:b], out[a:b], row_offset=a)
-            for a, b in zip(bounds[1:-1], bounds[2:], strict=True)
+            for a, b in itertools.pairwise(bounds)
         ]
         self._native.predict_into(x[: bounds[1]], out[: bounds[1]])
         for future in futures:
@@ -171,7 +174,7 @@ class CompiledModel:
         return check_parity(report)
 
     def close(self) -> None:
-        """Stop the worker threads and forget the private copy (the code stays mapped until exit)."""
+        """Stop the worker threads, delete the private copy (its code stays mapped until exit)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         shutil.rmtree(self._private, ignore_errors=True)
