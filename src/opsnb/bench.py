@@ -364,6 +364,7 @@ def run_bench(
     run_dir: Path | None = None,
     quick: bool = False,
     large: bool = True,
+    threads: tuple[int, ...] = THREADS,
     cache_dir: Path | None = None,
 ) -> BenchResult:
     """Benchmark the run's bundle (if given) and a large model; ``quick`` keeps it to seconds."""
@@ -380,6 +381,7 @@ def run_bench(
             run_dir / "bundle",
             validation.to_matrix(test, schema),
             batches=batches,
+            threads=threads,
             budget_s=budget,
             result=result,
         )
@@ -398,6 +400,7 @@ def run_bench(
             bundle,
             rows,
             batches=batches,
+            threads=threads,
             budget_s=budget,
             result=result,
         )
