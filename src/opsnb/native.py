@@ -62,7 +62,8 @@ class NativeModel:
             ctypes.c_void_p,
         ]
         fn.restype = ctypes.c_int64
-        self._fn = fn
+        self.call = fn
+        """The raw entry point: ``call(x_address, rows, n_cols, margin, out_address) -> status``."""
         self.n_features = int(self._lib.get_num_feature())
         self.feature_names = feature_names
         if len(feature_names) != self.n_features:
@@ -78,9 +79,9 @@ class NativeModel:
 
         ``row_offset`` is where ``x`` starts in the caller's batch (errors name that row).
         """
-        rc = self._fn(x.ctypes.data, x.shape[0], self.n_features, int(margin), out.ctypes.data)
+        rc = self.call(x.ctypes.data, x.shape[0], self.n_features, int(margin), out.ctypes.data)
         if rc:
-            self._raise(rc, x, row_offset)
+            self.raise_for(rc, x, row_offset)
 
     def predict(self, x: np.ndarray, *, margin: bool = False) -> np.ndarray:
         """Score a float32 array in schema order; return one float64 per row."""
@@ -89,7 +90,8 @@ class NativeModel:
         self.predict_into(x, out, margin=margin)
         return out
 
-    def _raise(self, rc: int, x: np.ndarray, row_offset: int) -> None:
+    def raise_for(self, rc: int, x: np.ndarray, row_offset: int = 0) -> None:
+        """Raise the error a non-zero status of :attr:`call` on rows ``x`` stands for."""
         if rc == -2:
             raise MemoryError(f"{ENTRY_POINT} could not allocate its row buffer")
         if rc < 0:
