@@ -126,16 +126,27 @@ class BenchResult:
         }
 
 
-def _timed(fn: Engine, x: np.ndarray, *, budget_s: float, min_reps: int = 3) -> float:
-    """Median seconds of one call, after a warm-up call, over at least ``min_reps`` calls."""
-    fn(x)
+def _timed(fn: Engine, batches: list[np.ndarray], *, budget_s: float, min_reps: int = 3) -> float:
+    """Median seconds of one call, after a warm-up call, over at least ``min_reps`` calls.
+
+    Successive calls get different rows (``batches`` in turn): scoring one row over and over
+    would let the branch predictor learn its path and flatter every engine.
+    """
+    fn(batches[0])
     times: list[float] = []
     start = time.perf_counter()
     while len(times) < min_reps or (time.perf_counter() - start < budget_s and len(times) < 2000):
+        x = batches[len(times) % len(batches)]
         t0 = time.perf_counter()
         fn(x)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def _rotating(pool: np.ndarray, batch: int, count: int = 64) -> list[np.ndarray]:
+    """Up to ``count`` different C-contiguous batches of ``batch`` rows from ``pool``."""
+    starts = np.linspace(0, len(pool) - batch, min(count, len(pool) - batch + 1)).astype(int)
+    return [pool[s : s + batch] for s in starts]
 
 
 def _onnx_engine(booster: xgb.Booster, n_features: int, threads: int) -> Engine:
@@ -278,7 +289,7 @@ def bench_model(
                 }
             )
         for batch in batches:
-            x = pool[:batch]
+            x = _rotating(pool, batch)
             for engine, fn in engines.items():
                 _record(
                     result,
@@ -345,7 +356,7 @@ def large_model(
         for j, f in enumerate(schema["features"])
     ]
     model_path = folder / f"large-{trees}x{depth}-{rows}-{seed}.ubj"
-    schema_path = folder / "large.schema.json"
+    schema_path = model_path.with_suffix(".schema.json")
     write_json(schema_path, schema)
     if not model_path.is_file():
         params = {**training.base_params("binary", seed=seed), "max_depth": depth, "eta": 0.05}
@@ -386,9 +397,9 @@ def run_bench(
             result=result,
         )
     if large:
-        trees, depth = (60, 4) if quick else (1000, 8)
+        trees, depth, n = (60, 4, 4000) if quick else (1000, 8, 20_000)
         model_path, schema_path, rows = large_model(
-            cache.parent / "bench", trees=trees, depth=depth
+            cache.parent / "bench", trees=trees, depth=depth, rows=n
         )
         bundle = Path(tempfile.mkdtemp(prefix="opsnb-bench-bundle-"))
         compiler.compile_bundle(

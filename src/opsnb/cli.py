@@ -99,13 +99,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     # Idle OpenMP threads of one engine must not spin against the next one's: set before any
     # engine (XGBoost, ONNX Runtime, TL2cgen) loads its OpenMP runtime.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    run_dir = Path(args.run_dir) if args.run_dir else config.runs_root() / "latest"
+    if args.run_dir and not (run_dir / "bundle" / "manifest.json").is_file():
+        raise ConfigError(f"{run_dir} has no bundle/manifest.json; run the pipeline first")
     import pandas as pd  # noqa: PLC0415 - bench pulls in every engine; load it only here
 
     from opsnb import bench  # noqa: PLC0415
 
-    run_dir = Path(args.run_dir) if args.run_dir else config.runs_root() / "latest"
-    if args.run_dir and not (run_dir / "bundle" / "manifest.json").is_file():
-        raise ConfigError(f"{run_dir} has no bundle/manifest.json; run the pipeline first")
     has_run = (run_dir / "bundle" / "manifest.json").is_file()
     result = bench.run_bench(run_dir=run_dir if has_run else None, quick=args.quick,
                              large=not args.no_large)  # fmt: skip
