@@ -27,7 +27,7 @@ import pandas as pd
 import tl2cgen
 import xgboost as xgb
 
-from opsnb import compiler, datasets, predictor, training, validation
+from opsnb import compiler, csource, datasets, predictor, training, validation
 from opsnb.artifacts import read_json, write_json
 from opsnb.native import private_copy
 
@@ -45,47 +45,6 @@ C_LOOP = "C loop (limit)"
 ENGINES = (OPSNB, XGB_INPLACE, XGB_DMATRIX, ONNX, TL2CGEN, C_LOOP)
 
 Engine = Callable[[np.ndarray], np.ndarray]
-
-C_LOOP_SOURCE = r"""
-#define _POSIX_C_SOURCE 199309L
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <time.h>
-#include "model.h"
-/* usage: c_loop rows.f32 n_rows batch reps -> prints the median ns per batch */
-static int cmp(const void* a, const void* b) {
-  double x = *(const double*)a, y = *(const double*)b; return (x > y) - (x < y);
-}
-int main(int argc, char** argv) {
-  long n = atol(argv[2]), batch = atol(argv[3]), reps = atol(argv[4]);
-  int nf = get_num_feature();
-  float* x = malloc(sizeof(float) * n * nf);
-  FILE* f = fopen(argv[1], "rb");
-  if (!f || fread(x, sizeof(float), n * nf, f) != (size_t)(n * nf)) return 1;
-  union Entry* row = malloc(sizeof(union Entry) * nf);
-  double* ns = malloc(sizeof(double) * reps);
-  volatile float sink = 0.0f;
-  for (long r = 0; r < reps; ++r) {
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (long i = 0; i < batch; ++i) {
-      const float* src = x + ((r * batch + i) % n) * nf;
-      for (int j = 0; j < nf; ++j) {
-        if (isnan(src[j])) row[j].missing = -1; else row[j].fvalue = src[j];
-      }
-      float out[N_TARGET * MAX_N_CLASS] = {0.0f};
-      predict(row, 0, out);
-      sink += out[0];
-    }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    ns[r] = (t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec);
-  }
-  qsort(ns, reps, sizeof(double), cmp);
-  printf("%.1f\n", ns[reps / 2]);
-  return 0;
-}
-"""
 
 
 @dataclass
@@ -215,7 +174,7 @@ def _c_loop(
     """Median seconds per batch of a C program calling the library's ``predict`` row by row."""
     with tempfile.TemporaryDirectory(prefix="opsnb-bench-") as tmp:
         folder = Path(tmp)
-        (folder / "c_loop.c").write_text(C_LOOP_SOURCE)
+        (folder / "c_loop.c").write_text(csource.C_LOOP_SOURCE)
         lib = private_copy(bundle / "model.so")
         subprocess.run(
             [
