@@ -78,11 +78,21 @@ def test_an_unchanged_model_is_not_recompiled_and_new_options_are(model_kinds, t
     assert other.info["units"] == 6  # 40 trees in units of 7
 
 
-@pytest.mark.parametrize("options", [{"quantize": True}, {"annotate": True, "block_rows": 8}])
+@pytest.mark.parametrize("options", [{"trees_per_unit": 40}, {"annotate": True, "block_rows": 8}])
 def test_speed_options_keep_parity(options, model_kinds, compile_cache, tmp_path):
     manifest = bundle_of(model_kinds["categorical"], tmp_path / "b", compile_cache, **options)
     assert all(r["passed"] for r in manifest["parity"])
     assert manifest["compile"]["options"] | options == manifest["compile"]["options"]
+
+
+def test_a_quantized_build_that_misroutes_a_threshold_is_refused(
+    model_kinds, compile_cache, tmp_path
+):
+    # TL2cgen 1.0 writes quantization thresholds with 8 significant digits: 0.122648716 (a split
+    # of this model) reads back as 0.12264872, so x1 == 0.122648716 takes the wrong branch.
+    with pytest.raises(ParityError, match=r"at row \d+ \(x1: at split 0.122648716\)"):
+        bundle_of(model_kinds["binary"], tmp_path / "b", compile_cache, quantize=True)
+    assert not (tmp_path / "b" / "manifest.json").exists()  # no bundle is written
 
 
 def test_branch_annotation_without_rows_is_refused(model_kinds, tmp_path):

@@ -22,9 +22,13 @@ def test_edge_rows_cover_every_edge_named_by_the_contract(model_kinds):
         assert edge in labels
     assert rows[labels.index("colour: unseen category code"), 2] == 5.0
     assert np.signbit(rows[labels.index("x1: -0"), 1])
-    around = [i for i, label in enumerate(labels) if label.startswith("x0:") and "split" in label]
-    below, at, above = rows[around[0], 0], rows[around[1], 0], rows[around[2], 0]
-    assert np.nextafter(below, np.float32(np.inf)) == at == np.nextafter(above, np.float32(-np.inf))
+    thresholds = np.float32(golden.split_thresholds(model)[0])
+    at = [rows[i, 0] for i, label in enumerate(labels) if label.startswith("x0: at split")]
+    assert at == list(thresholds)  # every threshold, exactly
+    t = thresholds[0]
+    below = rows[labels.index(f"x0: just below split {golden._text(t)}"), 0]
+    above = rows[labels.index(f"x0: just above split {golden._text(t)}"), 0]
+    assert np.nextafter(below, np.float32(np.inf)) == t == np.nextafter(above, np.float32(-np.inf))
 
 
 def test_split_thresholds_are_the_models_numeric_splits(model_kinds):

@@ -61,6 +61,11 @@ class CompileOptions:
     of 64 rows 33.9; 20/512 27.4; 5/256 20.4; 2/512 19.2; 5/1024 18.6 (XGBoost
     ``inplace_predict`` ~34-48; TL2cgen's row-by-row ``predict`` ~180). Small units also compile
     faster (98 s against 180-270 s for 20-tree units: more, smaller translation units in parallel).
+    Quantized thresholds then took 5/1024 from 18.3-19.0 to 16.1-16.4 µs per row (XGBoost 23.5-24.0
+    in the same process), but stay off: TL2cgen 1.0 writes the quantization table with 8
+    significant digits, which does not round-trip every float32 (0.122648716 becomes 0.12264872),
+    so a value equal to such a threshold takes the wrong branch. The golden rows probe every
+    threshold, so a quantized build that hits this is refused by parity.
 
     Attributes:
         trees_per_unit: trees per translation unit. Small units compile in parallel and are the

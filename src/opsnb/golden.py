@@ -20,8 +20,11 @@ import xgboost as xgb
 from opsnb.parity import DEFAULT_TOLERANCE, check_parity, parity_report
 from opsnb.validation import FLOAT32_MAX, feature_names, feature_types
 
-MAX_THRESHOLDS_PER_FEATURE = 6
-"""Thresholds probed per feature (spread over its sorted thresholds): 3 rows each."""
+AT_THRESHOLDS_PER_FEATURE = 256
+"""Thresholds tried exactly per feature (all of them for XGBoost's default 256 histogram bins)."""
+
+AROUND_THRESHOLDS_PER_FEATURE = 6
+"""Thresholds also tried one float32 step below and above, spread over the sorted thresholds."""
 
 
 def split_thresholds(model: treelite.Model) -> dict[int, list[float]]:
@@ -65,12 +68,12 @@ def edge_rows(
             (-FLOAT32_MAX, "float32 lowest"),
         ]:
             vary(j, value, label)
-        cuts = thresholds.get(j, [])
-        picks = np.unique(np.linspace(0, len(cuts) - 1, MAX_THRESHOLDS_PER_FEATURE).astype(int))
-        for t in (np.float32(cuts[i]) for i in picks if cuts):
-            vary(j, float(np.nextafter(t, np.float32(-np.inf))), f"just below split {t:g}")
-            vary(j, float(t), f"at split {t:g}")
-            vary(j, float(np.nextafter(t, np.float32(np.inf))), f"just above split {t:g}")
+        cuts = np.float32(thresholds.get(j, []))
+        for t in _spread(cuts, AT_THRESHOLDS_PER_FEATURE):
+            vary(j, float(t), f"at split {_text(t)}")
+        for t in _spread(cuts, AROUND_THRESHOLDS_PER_FEATURE):
+            vary(j, float(np.nextafter(t, np.float32(-np.inf))), f"just below split {_text(t)}")
+            vary(j, float(np.nextafter(t, np.float32(np.inf))), f"just above split {_text(t)}")
     return np.vstack(rows).astype(np.float32), labels
 
 
@@ -128,6 +131,18 @@ def prove_parity(
             report["rows_compared"] = name
             reports.append(check_parity(report))
     return {"golden": {"rows": golden, "expected": expected, "labels": labels}, "reports": reports}
+
+
+def _text(value: np.float32) -> str:
+    """The shortest text that reads back as the same float32."""
+    return np.format_float_positional(value, unique=True, trim="-")
+
+
+def _spread(values: np.ndarray, count: int) -> np.ndarray:
+    """Up to ``count`` of ``values`` (sorted), evenly spread, both ends included."""
+    if len(values) <= count:
+        return values
+    return values[np.unique(np.linspace(0, len(values) - 1, count).astype(int))]
 
 
 def _zeros(schema: dict[str, Any]) -> np.ndarray:
