@@ -68,7 +68,7 @@ def edge_rows(
             (-FLOAT32_MAX, "float32 lowest"),
         ]:
             vary(j, value, label)
-        cuts = np.float32(thresholds.get(j, []))
+        cuts = np.asarray(thresholds.get(j, []), dtype=np.float32)
         for t in _spread(cuts, AT_THRESHOLDS_PER_FEATURE):
             vary(j, float(t), f"at split {_text(t)}")
         for t in _spread(cuts, AROUND_THRESHOLDS_PER_FEATURE):
@@ -142,7 +142,8 @@ def _spread(values: np.ndarray, count: int) -> np.ndarray:
     """Up to ``count`` of ``values`` (sorted), evenly spread, both ends included."""
     if len(values) <= count:
         return values
-    return values[np.unique(np.linspace(0, len(values) - 1, count).astype(int))]
+    picked: np.ndarray = values[np.unique(np.linspace(0, len(values) - 1, count).astype(int))]
+    return picked
 
 
 def _zeros(schema: dict[str, Any]) -> np.ndarray:
