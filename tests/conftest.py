@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from model_kinds import bundle_of, train_kind
 from opsnb import config
 from opsnb.artifacts import RunManifest
 
@@ -143,3 +144,27 @@ def write_census(path: Path, rows: list[list[str]], *, header: bool = True) -> P
     lines += [", ".join(r) for r in rows]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+# -- compiled models (tests of compiler, predictor, golden, bench, the C example) ----------------
+
+
+@pytest.fixture(scope="session")
+def compile_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One compile cache for the session: a model compiled once is reused by later tests."""
+    return tmp_path_factory.mktemp("compile-cache")
+
+
+@pytest.fixture(scope="session")
+def model_kinds(tmp_path_factory: pytest.TempPathFactory):
+    """Small real models: binary, regression, categorical, missing (trained once)."""
+    folder = tmp_path_factory.mktemp("models")
+    return {k: train_kind(folder, k) for k in ("binary", "regression", "categorical", "missing")}
+
+
+@pytest.fixture(scope="session")
+def categorical_bundle(tmp_path_factory, model_kinds, compile_cache) -> Path:
+    """A compiled bundle of the categorical model, shared read-only by tests."""
+    bundle = tmp_path_factory.mktemp("bundles") / "categorical"
+    bundle_of(model_kinds["categorical"], bundle, compile_cache)
+    return bundle

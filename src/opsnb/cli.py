@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +14,7 @@ import yaml
 from tqdm import tqdm
 
 from opsnb import config, hygiene, pipeline
+from opsnb.artifacts import write_json
 from opsnb.errors import ConfigError, OpsnbError
 from opsnb.stages import STAGES, Stage
 
@@ -94,6 +96,35 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    # Idle OpenMP threads of one engine must not spin against the next one's: set before any
+    # engine (XGBoost, ONNX Runtime, TL2cgen) loads its OpenMP runtime.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    run_dir = Path(args.run_dir) if args.run_dir else config.runs_root() / "latest"
+    if args.run_dir and not (run_dir / "bundle" / "manifest.json").is_file():
+        raise ConfigError(f"{run_dir} has no bundle/manifest.json; run the pipeline first")
+    import pandas as pd  # noqa: PLC0415 - bench pulls in every engine; load it only here
+
+    from opsnb import bench  # noqa: PLC0415
+
+    has_run = (run_dir / "bundle" / "manifest.json").is_file()
+    result = bench.run_bench(run_dir=run_dir if has_run else None, quick=args.quick,
+                             large=not args.no_large)  # fmt: skip
+    with pd.option_context("display.width", 250, "display.max_columns", 20):
+        print("median microseconds per row (lower is better)")
+        print(result.table().to_string())
+        print("\nopsnb predictor speed-up (how many times faster; > 1: opsnb wins)")
+        print(result.ratios().to_string())
+        print("\nmax |engine - opsnb| on 256 rows")
+        print(pd.DataFrame(result.agreement).to_string(index=False))
+    for what, why in result.skipped.items():
+        print(f"skipped {what}: {why}")
+    print(f"load average (1, 5, 15 min): {' '.join(f'{v:.2f}' for v in result.load)}")
+    if args.json:
+        write_json(args.json, result.to_dict())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``opsnb``."""
     parser = argparse.ArgumentParser(prog="opsnb", description=__doc__)
@@ -130,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="with adopt: the run whose executed notebooks to copy from",
     )
     notebooks.set_defaults(handler=_cmd_notebooks)
+
+    bench = sub.add_parser("bench", help="time the compiled predictor against the alternatives")
+    bench.add_argument("run_dir", nargs="?", help="a run folder with a bundle (default: latest)")
+    bench.add_argument("--quick", action="store_true", help="small batches and models: seconds")
+    bench.add_argument("--no-large", action="store_true", help="skip the 1,000-tree model")
+    bench.add_argument("--json", help="also write every measurement to this JSON file")
+    bench.set_defaults(handler=_cmd_bench)
 
     stages = sub.add_parser("stages", help="list the stages in order")
     stages.set_defaults(handler=_cmd_stages)

@@ -1,27 +1,40 @@
 """The in-process predictor over a compiled bundle.
 
 A shared library is native code: loading it runs it. So :func:`load_bundle` checks every bundle
-file against ``manifest.json`` first, then copies the library to a fresh private path and loads
-that copy: ``dlopen`` of a path already loaded returns the old library, and a file overwritten
-while loaded crashes the process, so each load gets a path never used before.
+file against ``manifest.json`` first, copies the library to a fresh private path, checks the copy
+again and only then loads it: ``dlopen`` of a path already loaded returns the old library, and a
+file overwritten while loaded crashes the process, so each load gets a path never used before.
+
+Predictions go straight into the library's batch entry point (``opsnb_predict``, see
+:mod:`opsnb.native`) with no per-call DMatrix; a large batch is split across ``threads`` threads
+(ctypes releases the GIL). The entry point keeps no state, so any number of threads may call
+:meth:`CompiledModel.predict` at once.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
-import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import tl2cgen
 
 from opsnb.artifacts import read_json, sha256_file
-from opsnb.errors import ArtifactError, SchemaError
+from opsnb.errors import ArtifactError, ConfigError, SchemaError
+from opsnb.native import NativeModel, private_copy
+from opsnb.parity import check_parity, parity_report, read_golden
 from opsnb.validation import feature_names, to_matrix
+
+MIN_ROWS_PER_THREAD = 512
+"""Below this many rows per thread a batch runs on the calling thread alone (handoff costs more)."""
+
+SMALL_BATCH = 64
+"""Batches up to this size go through per-thread buffers allocated once (no per-call setup)."""
 
 
 def verify_bundle(bundle_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -33,54 +46,174 @@ def verify_bundle(bundle_dir: str | os.PathLike[str]) -> dict[str, Any]:
             f"{bundle} is not a bundle: manifest.json is missing", path="manifest.json"
         )
     manifest: dict[str, Any] = read_json(manifest_path)
-    for name, expected in manifest["files"].items():
-        path = bundle / name
-        if not path.is_file():
-            raise ArtifactError(f"bundle file {name} is missing from {bundle}", path=name)
-        actual = sha256_file(path)
-        if actual != expected:
+    for name in ("model.so", "schema.json"):
+        if name not in manifest.get("files", {}):
             raise ArtifactError(
-                f"bundle file {name} does not match manifest.json: sha256 {actual[:12]}… "
-                f"expected {expected[:12]}…; refusing to load it (rebuild the bundle)",
+                f"{manifest_path} lists no {name}; a bundle must seal it: rebuild the bundle",
                 path=name,
             )
+    for name, expected in manifest["files"].items():
+        _check_file(bundle, name, expected)
     return manifest
 
 
-class CompiledModel:
-    """A verified compiled model, callable with a DataFrame or a float32 array in schema order."""
+def _check_file(bundle: Path, name: str, expected: str, *, path: Path | None = None) -> None:
+    target = path or bundle / name
+    if not target.is_file():
+        raise ArtifactError(f"bundle file {name} is missing from {bundle}", path=name)
+    actual = sha256_file(target)
+    if actual != expected:
+        raise ArtifactError(
+            f"bundle file {name} does not match manifest.json: sha256 {actual[:12]}… "
+            f"expected {expected[:12]}…; refusing to load it (rebuild the bundle)",
+            path=name,
+        )
 
-    def __init__(self, bundle_dir: str | os.PathLike[str]) -> None:
+
+class CompiledModel:
+    """A verified compiled model, callable with a DataFrame or a float32 array in schema order.
+
+    Attributes:
+        schema: the bundle's ``schema.json``.
+        version: the first 12 hex digits of the model file's SHA-256.
+        n_features: the number of input columns.
+        manifest: the bundle's ``manifest.json``.
+        threads: how many threads one large batch is split across.
+    """
+
+    def __init__(self, bundle_dir: str | os.PathLike[str], *, threads: int = 1) -> None:
+        if threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {threads}")
         self.bundle_dir = Path(bundle_dir)
         self.manifest = verify_bundle(self.bundle_dir)
         self.schema: dict[str, Any] = read_json(self.bundle_dir / "schema.json")
-        self.version = self.manifest["model_sha256"][:12]
-        self._private = Path(tempfile.mkdtemp(prefix=f"opsnb-model-{self.version}-"))
-        library = self._private / "model.so"
-        shutil.copyfile(self.bundle_dir / "model.so", library)
-        if sha256_file(library) != self.manifest["files"]["model.so"]:
-            raise ArtifactError("model.so changed while it was being loaded", path="model.so")
-        self._predictor = tl2cgen.Predictor(str(library), nthread=1)
-        self._lock = threading.Lock()  # a tl2cgen.Predictor must not run in two threads at once
-        self.n_features = len(feature_names(self.schema))
+        self.version: str = self.manifest["model_sha256"][:12]
+        library = private_copy(self.bundle_dir / "model.so", prefix=f"opsnb-{self.version}-")
+        self._private = library.parent
+        try:  # the copy is what gets loaded: check it, not the original
+            _check_file(
+                self.bundle_dir, "model.so", self.manifest["files"]["model.so"], path=library
+            )
+        except ArtifactError:
+            shutil.rmtree(self._private, ignore_errors=True)
+            raise
+        self._native = NativeModel(library, feature_names=feature_names(self.schema))
+        self.n_features = self._native.n_features
+        self.threads = threads
+        self._pool = ThreadPoolExecutor(threads - 1, "opsnb-predict") if threads > 1 else None
+        self._local = threading.local()
+
+    def __repr__(self) -> str:
+        return f"CompiledModel(version={self.version!r}, threads={self.threads})"
+
+    def _matrix(self, data: pd.DataFrame | np.ndarray) -> np.ndarray:
+        if isinstance(data, pd.DataFrame):
+            return to_matrix(data, self.schema)
+        x = data if isinstance(data, np.ndarray) else np.asarray(data)
+        if x.ndim != 2 or x.shape[1] != self.n_features:
+            hint = " (one row? use x.reshape(1, -1))" if x.ndim == 1 else ""
+            raise SchemaError(
+                f"expected an array of shape (rows, {self.n_features}) in schema order "
+                f"({', '.join(feature_names(self.schema))}), got shape {x.shape}{hint}"
+            )
+        if x.dtype == np.float32 and x.flags.c_contiguous:
+            return x
+        try:
+            with np.errstate(over="ignore"):  # too large for float32 -> inf -> refused by name
+                return np.ascontiguousarray(x, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise SchemaError(
+                f"array of dtype {x.dtype} is not numeric ({exc}); expected float32 codes and "
+                "values in schema order, or pass a DataFrame to encode categories by name"
+            ) from exc
 
     def predict(self, data: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """Return one output per row: a probability (binary) or a value (regression)."""
-        x = to_matrix(data, self.schema) if isinstance(data, pd.DataFrame) else np.asarray(data)
-        if x.ndim != 2 or x.shape[1] != self.n_features:
-            raise SchemaError(
-                f"expected an array of shape (rows, {self.n_features}) in schema order, "
-                f"got shape {x.shape}"
+        """Return one float64 per row: a probability (binary) or a value (regression).
+
+        Raises:
+            SchemaError: a missing column, a wrong shape, or a value beyond float32 range.
+        """
+        x = self._matrix(data)
+        n = x.shape[0]
+        if n <= SMALL_BATCH:
+            return self._predict_small(x, n)
+        out = np.empty(n, np.float64)
+        parts = min(self.threads, n // MIN_ROWS_PER_THREAD)
+        if self._pool is None or parts < 2:
+            self._native.predict_into(x, out)
+            return out
+        bounds = np.linspace(0, n, parts + 1).astype(int)
+        futures = [
+            self._pool.submit(self._native.predict_into, x[a:b], out[a:b], row_offset=a)
+            for a, b in itertools.pairwise(bounds)
+        ]
+        self._native.predict_into(x[: bounds[1]], out[: bounds[1]])
+        for future in futures:
+            future.result()
+        return out
+
+    def _predict_small(self, x: np.ndarray, n: int) -> np.ndarray:
+        """Score a small batch through this thread's preallocated buffers (addresses cached)."""
+        buffers = getattr(self._local, "buffers", None)
+        if buffers is None:
+            rows = np.empty((SMALL_BATCH, self.n_features), np.float32)
+            out = np.empty(SMALL_BATCH, np.float64)
+            buffers = self._local.buffers = (rows, out, rows.ctypes.data, out.ctypes.data)
+        rows, out, rows_at, out_at = buffers
+        rows[:n] = x
+        rc = self._native.call(rows_at, n, self.n_features, 0, out_at)
+        if rc:
+            self._native.raise_for(rc, x)
+        return out[:n].copy()
+
+    def self_check(self) -> dict[str, Any]:
+        """Re-score the bundle's golden edge rows and compare with their recorded outputs.
+
+        Returns:
+            The parity report (worst row and its label, max absolute difference).
+
+        Raises:
+            ArtifactError: ``golden.json`` is missing from the bundle or changed.
+            ParityError: an output differs beyond the recorded tolerance.
+        """
+        expected_sha = self.manifest["files"].get("golden.json")
+        if expected_sha is None:
+            raise ArtifactError(
+                f"{self.bundle_dir}/manifest.json lists no golden.json; rebuild the bundle with "
+                "this opsnb to get one",
+                path="golden.json",
             )
-        with self._lock:
-            out = self._predictor.predict(tl2cgen.DMatrix(np.ascontiguousarray(x, np.float32)))
-        return np.asarray(out, dtype=np.float64).reshape(len(x), -1)[:, 0]
+        _check_file(self.bundle_dir, "golden.json", expected_sha)
+        rows, expected, doc = read_golden(self.bundle_dir / "golden.json")
+        report = parity_report(
+            expected,
+            self.predict(rows),
+            tolerance=float(doc.get("tolerance", 1e-5)),
+            label="golden.json",
+            row_labels=doc.get("labels"),
+        )
+        return check_parity(report)
 
     def close(self) -> None:
-        """Forget the private copy of the library (the loaded code stays mapped until exit)."""
+        """Stop the worker threads, delete the private copy (its code stays mapped until exit)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         shutil.rmtree(self._private, ignore_errors=True)
 
 
-def load_bundle(bundle_dir: str | os.PathLike[str]) -> CompiledModel:
-    """Verify and load a bundle; see :class:`CompiledModel`."""
-    return CompiledModel(bundle_dir)
+def load_bundle(
+    bundle_dir: str | os.PathLike[str], *, threads: int = 1, self_check: bool = True
+) -> CompiledModel:
+    """Verify and load a bundle, then (by default) re-prove parity on its golden rows.
+
+    See :class:`CompiledModel`; ``threads`` splits large batches, ``self_check`` runs
+    :meth:`CompiledModel.self_check` when the bundle has ``golden.json``.
+    """
+    model = CompiledModel(bundle_dir, threads=threads)
+    if self_check and "golden.json" in model.manifest["files"]:
+        try:
+            model.self_check()
+        except Exception:
+            model.close()
+            raise
+    return model

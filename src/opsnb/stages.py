@@ -89,11 +89,14 @@ STAGES: tuple[Stage, ...] = (
         (
             "bundle/model.so",
             "bundle/model.h",
+            "bundle/model-src.zip",
             "bundle/schema.json",
+            "bundle/golden.json",
             "bundle/manifest.json",
             "reports/parity.json",
+            "reports/speed.json",
         ),
-        "compile to a shared library and prove parity",
+        "compile to a shared library, prove parity, measure speed",
     ),
     Stage(
         "monitor",
@@ -107,6 +110,7 @@ STAGES: tuple[Stage, ...] = (
             "bundle/manifest.json",
             "bundle/model.so",
             "bundle/schema.json",
+            "bundle/golden.json",
         ),
         ("monitor/production.parquet", "monitor/drift.json", "monitor/alerts.json"),
         "score a production batch, measure drift",

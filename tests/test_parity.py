@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+
+from opsnb.errors import ArtifactError, ParityError
+from opsnb.parity import check_parity, parity_report, read_golden, write_golden
+
+
+def test_the_report_names_the_worst_row_and_its_label():
+    report = parity_report(
+        np.array([0.5, 0.2, 0.9]),
+        np.array([0.5, 0.3, 0.9]),
+        tolerance=1e-5,
+        row_labels=["a", "b", "c"],
+    )
+    assert (report["worst_row"], report["worst_label"], report["passed"]) == (1, "b", False)
+    assert report["max_abs_diff"] == pytest.approx(0.1)
+    with pytest.raises(ParityError, match=r"from xgboost by 0.1 at row 1 \(b\): 0.3 vs 0.2"):
+        check_parity(report)
+
+
+def test_equal_within_tolerance_passes():
+    report = parity_report(np.array([0.5, 0.25]), np.array([0.500001, 0.25]), tolerance=1e-5)
+    assert check_parity(report)["passed"]
+
+
+def test_a_nan_prediction_fails_even_when_the_reference_is_nan():
+    report = parity_report(np.array([0.5, np.nan]), np.array([0.5, np.nan]), tolerance=1e-5)
+    assert not report["passed"]
+    assert report["worst_row"] == 1
+
+
+def test_different_row_counts_are_refused():
+    with pytest.raises(
+        ParityError, match=r"xgboost gave 3 predictions but the compiled library gave 2"
+    ):
+        parity_report(np.zeros(3), np.zeros(2))
+
+
+def test_no_rows_is_not_a_pass():
+    assert not parity_report(np.zeros(0), np.zeros(0))["passed"]
+
+
+def test_golden_rows_round_trip_nan_signed_zero_and_float32_extremes(tmp_path):
+    big = np.finfo(np.float32).max
+    rows = np.array([[np.nan, -0.0, big], [0.1, 0.0, -big]], np.float32)
+    write_golden(tmp_path / "g.json", rows, np.array([0.25, 0.5]), labels=["x", "y"])
+    back, expected, doc = read_golden(tmp_path / "g.json")
+    np.testing.assert_array_equal(back, rows)
+    assert np.signbit(back[0, 1])
+    assert not np.signbit(back[1, 1])
+    assert list(expected) == [0.25, 0.5]
+    assert doc["labels"] == ["x", "y"]
+    assert "NaN" not in (tmp_path / "g.json").read_text()  # strict JSON: null for missing
+
+
+def test_a_file_that_is_not_golden_is_named(tmp_path):
+    (tmp_path / "g.json").write_text('{"rows": [[1]]}')
+    with pytest.raises(ArtifactError, match=r"g.json is not a golden file: 'expected'"):
+        read_golden(tmp_path / "g.json")

@@ -1,0 +1,175 @@
+import json
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from model_kinds import CATEGORIES
+from opsnb.artifacts import sha256_file
+from opsnb.errors import ArtifactError, ConfigError, ParityError, SchemaError
+from opsnb.predictor import load_bundle, verify_bundle
+
+
+@pytest.fixture
+def bundle(categorical_bundle: Path, tmp_path: Path) -> Path:
+    """A private copy of the categorical bundle that a test may damage."""
+    return Path(shutil.copytree(categorical_bundle, tmp_path / "bundle"))
+
+
+@pytest.fixture
+def model(categorical_bundle: Path):
+    loaded = load_bundle(categorical_bundle, threads=2)
+    yield loaded
+    loaded.close()
+
+
+def test_a_dataframe_by_name_in_any_order_equals_the_array_in_schema_order(model, model_kinds):
+    x = model_kinds["categorical"].x[:300]
+    frame = pd.DataFrame(x, columns=[f["name"] for f in model.schema["features"]])
+    frame["colour"] = pd.Series([CATEGORIES[int(c)] if not np.isnan(c) else None for c in x[:, 2]])
+    shuffled = frame[list(reversed(frame.columns))].assign(extra=1.0)
+    np.testing.assert_array_equal(model.predict(shuffled), model.predict(x))
+    assert model.predict(x).dtype == np.float64
+    assert model.predict(x).shape == (300,)
+
+
+def test_the_interface_serving_relies_on(model):
+    assert model.n_features == 5
+    assert model.version == model.manifest["model_sha256"][:12]
+    assert [f["name"] for f in model.schema["features"]][2] == "colour"
+    assert model.self_check()["passed"]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            np.zeros(5, np.float32),
+            r"shape \(rows, 5\) .*got shape \(5,\) \(one row\? use x.reshape",
+        ),
+        (np.zeros((2, 4)), r"expected an array of shape \(rows, 5\) in schema order \(x0, x1"),
+        (np.array([["a"] * 5]), r"dtype <U1 is not numeric"),
+    ],
+)
+def test_wrong_shapes_and_types_are_refused(model, data, message):
+    with pytest.raises(SchemaError, match=message):
+        model.predict(data)
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, 1e39])
+def test_values_beyond_float32_are_refused_by_row_and_feature(model, bad):
+    x = np.zeros((3, 5))
+    x[2, 3] = bad
+    with pytest.raises(
+        SchemaError, match=r"row 2, feature 'x2' is -?inf as float32; expected a fini"
+    ):
+        model.predict(x)
+
+
+def test_a_bad_value_in_a_threaded_batch_is_named_by_its_row_in_the_whole_batch(model):
+    x = np.zeros((5000, 5), np.float32)
+    x[4321, 0] = np.inf
+    with pytest.raises(SchemaError, match=r"row 4321, feature 'x0'"):
+        model.predict(x)
+
+
+def test_many_threads_at_once_get_what_one_thread_gets(model, model_kinds):
+    x = model_kinds["categorical"].x
+    batches = [x[i : i + n] for i, n in [(0, 1), (5, 16), (100, 700), (0, 3000), (7, 2500)]]
+    expected = [model.predict(b) for b in batches]
+    failures: list[str] = []
+
+    def worker(seed: int) -> None:
+        for k in np.random.default_rng(seed).integers(0, len(batches), 40):
+            if not np.array_equal(model.predict(batches[k]), expected[k]):
+                failures.append(f"batch {k} in thread {seed}")
+
+    threads = [threading.Thread(target=worker, args=(s,)) for s in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    single = load_bundle(model.bundle_dir, threads=1)
+    np.testing.assert_array_equal(single.predict(x), model.predict(x))
+    single.close()
+
+
+CONSTRUCTOR = r"""
+#include <stdio.h>
+__attribute__((constructor)) static void ran(void) { FILE* f = fopen("%s", "w"); if (f) fclose(f); }
+int get_num_feature(void) { return 5; }
+"""
+
+
+def test_a_modified_library_is_refused_before_it_is_ever_loaded(bundle, tmp_path):
+    marker = tmp_path / "constructor-ran"
+    (tmp_path / "evil.c").write_text(CONSTRUCTOR % marker)
+    subprocess.run(
+        ["gcc", "-shared", "-fPIC", "-o", bundle / "model.so", tmp_path / "evil.c"], check=True
+    )
+    with pytest.raises(ArtifactError, match=r"model.so does not match manifest.json.*refusing"):
+        load_bundle(bundle)
+    assert not marker.exists()  # its code never ran
+    maps = Path("/proc/self/maps").read_text()
+    assert str(bundle) not in maps
+    assert "evil" not in maps
+
+
+def test_a_missing_or_unlisted_file_is_refused(bundle):
+    (bundle / "golden.json").unlink()
+    with pytest.raises(ArtifactError, match=r"bundle file golden.json is missing from"):
+        verify_bundle(bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    del manifest["files"]["model.so"]
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match=r"lists no model.so; a bundle must seal it"):
+        verify_bundle(bundle)
+    with pytest.raises(ArtifactError, match=r"is not a bundle: manifest.json is missing"):
+        verify_bundle(bundle.parent)
+
+
+def _reseal(bundle: Path, name: str) -> None:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"][name] = sha256_file(bundle / name)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_self_check_names_the_worst_golden_row(bundle):
+    gold = json.loads((bundle / "golden.json").read_text())
+    gold["expected"][4] += 0.25  # the recorded output no longer matches what the library says
+    (bundle / "golden.json").write_text(json.dumps(gold))
+    _reseal(bundle, "golden.json")
+    with pytest.raises(ParityError, match=r"golden.json by 0.25 at row 4 \(x0: -0\)"):
+        load_bundle(bundle)
+    model = load_bundle(bundle, self_check=False)  # an operator may still look at it
+    with pytest.raises(ParityError, match=r"at row 4"):
+        model.self_check()
+    model.close()
+
+
+def test_self_check_needs_golden_rows(bundle):
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    del manifest["files"]["golden.json"]
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    model = load_bundle(bundle)  # an old bundle still loads
+    with pytest.raises(ArtifactError, match=r"lists no golden.json; rebuild the bundle"):
+        model.self_check()
+    model.close()
+
+
+def test_each_load_uses_a_fresh_private_path(categorical_bundle):
+    first, second = load_bundle(categorical_bundle), load_bundle(categorical_bundle)
+    assert first._native.path != second._native.path
+    assert categorical_bundle not in first._native.path.parents
+    first.close()
+    second.close()
+
+
+def test_threads_must_be_positive(categorical_bundle):
+    with pytest.raises(ConfigError, match="threads must be >= 1, got 0"):
+        load_bundle(categorical_bundle, threads=0)
