@@ -120,3 +120,16 @@ def read_golden(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray, d
             path=os.fspath(path),
         ) from exc
     return rows, expected, doc
+
+
+def summary(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One verdict over several parity reports: passed only if all did; the worst difference."""
+    worst = max(reports, key=lambda r: r["max_abs_diff"])
+    return {
+        "passed": all(r["passed"] for r in reports),
+        "max_abs_diff": worst["max_abs_diff"],
+        "worst_reference": worst["reference"],
+        "tolerance": max(r["tolerance"] for r in reports),
+        "rows": sum(r["rows"] for r in reports),
+        "reports": reports,
+    }
