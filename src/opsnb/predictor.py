@@ -20,7 +20,7 @@ import pandas as pd
 import tl2cgen
 
 from opsnb.artifacts import read_json, sha256_file
-from opsnb.errors import ArtifactError, SchemaError
+from opsnb.errors import ArtifactError, ParityError, SchemaError
 from opsnb.validation import feature_names, to_matrix
 
 
@@ -75,6 +75,22 @@ class CompiledModel:
         with self._lock:
             out = self._predictor.predict(tl2cgen.DMatrix(np.ascontiguousarray(x, np.float32)))
         return np.asarray(out, dtype=np.float64).reshape(len(x), -1)[:, 0]
+
+    def self_check(self) -> dict[str, Any]:
+        """Predict edge rows built from the schema (all missing, minima, maxima); all finite.
+
+        TEMP: a minimal stand-in until issue 4's golden-row parity check lands.
+        """
+        lows = [0.0 if f["kind"] == "categorical" else f["min"] for f in self.schema["features"]]
+        highs = [
+            len(f["categories"]) - 1 if f["kind"] == "categorical" else f["max"]
+            for f in self.schema["features"]
+        ]
+        rows = np.asarray([[np.nan] * self.n_features, lows, highs], dtype=np.float32)
+        out = self.predict(rows)
+        if not np.isfinite(out).all():
+            raise ParityError(f"model {self.version} predicts non-finite values {out} on edge rows")
+        return {"rows": len(rows), "passed": True}
 
     def close(self) -> None:
         """Forget the private copy of the library (the loaded code stays mapped until exit)."""
