@@ -1,0 +1,162 @@
+"""Dynamic micro-batching: concurrent requests share one call of the compiled predictor.
+
+Requests are validated before they join (so a bad one never fails its batch-mates) and wait in
+one queue. A single consumer takes what is queued, up to ``max_batch`` rows; it waits up to
+``max_wait_s`` for more only while other requests are on their way in (admitted, body still
+being read), so an idle server answers one request at once and a busy one forms large batches.
+The predictor runs on one worker thread off the event loop (ctypes releases the GIL, so the
+loop keeps accepting while the trees are walked).
+
+Admission is bounded by waiting time, not only by a count: :meth:`MicroBatcher.overloaded`
+is true while the oldest queued request has waited longer than the latency budget or the event
+loop itself lags behind by more than it; the app then answers 503 without reading the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from opsnb.serving.metrics import ServiceMetrics
+from opsnb.serving.reload import ServedModel
+
+log = logging.getLogger(__name__)
+
+_LAG_PROBE_S = 0.005
+
+
+@dataclass
+class _Job:
+    rows: np.ndarray
+    served: ServedModel
+    future: asyncio.Future[np.ndarray]
+    enqueued: float
+
+
+class MicroBatcher:
+    """Gathers validated rows from concurrent requests into predictor calls.
+
+    Args:
+        metrics: where batch sizes and queue depth are recorded.
+        max_batch: most rows in one predictor call.
+        max_wait_s: longest a request waits for batch-mates.
+        budget_s: the latency budget; past it new requests are refused (see module docstring).
+    """
+
+    def __init__(
+        self,
+        metrics: ServiceMetrics,
+        *,
+        max_batch: int = 256,
+        max_wait_s: float = 0.002,
+        budget_s: float = 0.25,
+    ) -> None:
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.budget_s = budget_s
+        self.arriving = 0
+        self.loop_lag_s = 0.0
+        self._metrics = metrics
+        self._queue: deque[_Job] = deque()
+        self._wakeup = asyncio.Event()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="opsnb-predict")
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        """Start the consumer and the event-loop lag probe on the running loop."""
+        self._tasks = [
+            asyncio.create_task(self._consume(), name="opsnb-batcher"),
+            asyncio.create_task(self._probe_lag(), name="opsnb-lag-probe"),
+        ]
+
+    def overloaded(self) -> bool:
+        """True when a new request could not be answered within the latency budget."""
+        if self.loop_lag_s > self.budget_s:
+            return True
+        return bool(self._queue) and time.perf_counter() - self._queue[0].enqueued > self.budget_s
+
+    async def predict(self, rows: np.ndarray, served: ServedModel) -> np.ndarray:
+        """Queue validated ``rows`` for ``served``'s model; return their outputs."""
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Job(rows, served, future, time.perf_counter()))
+        self._metrics.queue_depth.set(len(self._queue))
+        self._wakeup.set()
+        return await future
+
+    async def _consume(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            batch = await self._gather()
+            self._metrics.queue_depth.set(len(self._queue))
+            # Jobs validated against a model that was replaced since go to that model.
+            groups: dict[int, list[_Job]] = {}
+            for job in batch:
+                groups.setdefault(id(job.served), []).append(job)
+            for jobs in groups.values():
+                await self._run(loop, jobs)
+
+    async def _gather(self) -> list[_Job]:
+        first = self._queue.popleft()
+        batch, rows = [first], len(first.rows)
+        deadline = first.enqueued + self.max_wait_s
+        while rows < self.max_batch:
+            if self._queue:
+                if rows + len(self._queue[0].rows) > self.max_batch:
+                    break
+                job = self._queue.popleft()
+                batch.append(job)
+                rows += len(job.rows)
+            elif self.arriving > 0 and time.perf_counter() < deadline:
+                await asyncio.sleep(0)  # let the requests being read reach the queue
+            else:
+                break
+        return batch
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, jobs: list[_Job]) -> None:
+        rows = jobs[0].rows if len(jobs) == 1 else np.concatenate([j.rows for j in jobs])
+        model = jobs[0].served.model
+        started = time.perf_counter()
+        try:
+            outputs = await loop.run_in_executor(self._executor, model.predict, rows)
+        except Exception as exc:  # the library failed: every job of this call learns why
+            log.exception("predictor call failed for %d rows", len(rows))
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            return
+        self._metrics.predict_seconds.observe(time.perf_counter() - started)
+        self._metrics.batch_rows.observe(len(rows))
+        self._metrics.batch_requests.observe(len(jobs))
+        start = 0
+        for job in jobs:
+            end = start + len(job.rows)
+            if not job.future.done():
+                job.future.set_result(outputs[start:end])
+            start = end
+
+    async def _probe_lag(self) -> None:
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(_LAG_PROBE_S)
+            self.loop_lag_s = max(0.0, time.perf_counter() - before - _LAG_PROBE_S)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait until the queue is empty (at most ``timeout_s``), then stop the consumer."""
+        end = time.perf_counter() + timeout_s
+        while self._queue and time.perf_counter() < end:
+            await asyncio.sleep(0.005)
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,160 @@
+"""The prediction log: every answered prediction and every label that arrives, in SQLite (WAL).
+
+One writer thread owns the connection. Writes from many requests are grouped into one
+transaction (group commit), and each request's future resolves only after that transaction
+committed, so an acknowledged prediction survives a ``kill -9`` of the server. With
+``synchronous="NORMAL"`` (the default) a commit survives a process crash; ``"FULL"`` also
+survives a power loss, at the price of an fsync per group.
+
+Tables (queryable from notebooks with ``sqlite3`` or ``pandas.read_sql``)::
+
+    predictions(request_id TEXT PRIMARY KEY, ts REAL, model_version TEXT,
+                features TEXT (JSON), output REAL, latency_ms REAL)
+    feedback(request_id TEXT PRIMARY KEY, label REAL, ts REAL)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from opsnb.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SYNC_MODES = ("OFF", "NORMAL", "FULL")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS predictions (
+    request_id TEXT PRIMARY KEY, ts REAL NOT NULL, model_version TEXT NOT NULL,
+    features TEXT NOT NULL, output REAL NOT NULL, latency_ms REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS feedback (
+    request_id TEXT PRIMARY KEY, label REAL NOT NULL, ts REAL NOT NULL);
+"""
+PredictionRow = tuple[str, float, str, str, float, float]
+"""(request_id, ts, model_version, features JSON, output, latency_ms)."""
+
+
+@dataclass
+class _Job:
+    work: Callable[[sqlite3.Connection], Any]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
+class PredictionLog:
+    """An append-only SQLite log with group commit; see the module docstring.
+
+    Args:
+        path: the database file (created with its tables if missing).
+        synchronous: SQLite's ``synchronous`` setting, one of :data:`SYNC_MODES`.
+        max_group: most writes committed in one transaction.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, synchronous: str = "NORMAL", max_group: int = 1024
+    ) -> None:
+        if synchronous.upper() not in SYNC_MODES:
+            raise ConfigError(
+                f"log synchronous mode {synchronous!r} is not one of {', '.join(SYNC_MODES)}"
+            )
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._synchronous = synchronous.upper()
+        self._max_group = max_group
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._conn = self._connect()
+        self._thread = threading.Thread(target=self._run, name="opsnb-predlog", daemon=True)
+        self._thread.start()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA busy_timeout=5000")  # several server processes may share one log
+        conn.executescript(_SCHEMA)
+        return conn
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                break
+            group = [job]
+            while len(group) < self._max_group:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)  # finish this group, then stop
+                    break
+                group.append(more)
+            self._commit(group)
+        self._conn.close()
+
+    def _commit(self, group: list[_Job]) -> None:
+        results: list[tuple[Any, BaseException | None]] = []
+        try:
+            self._conn.execute("BEGIN")
+            for job in group:
+                try:
+                    results.append((job.work(self._conn), None))
+                except sqlite3.Error as exc:  # one statement failed; SQLite undid only it
+                    results.append((None, exc))
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            log.exception("prediction log commit failed")
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            results = [(None, exc)] * len(group)
+        for job, (result, error) in zip(group, results, strict=True):
+            job.loop.call_soon_threadsafe(_settle, job.future, result, error)
+
+    async def _submit(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.put(_Job(work, loop, future))
+        return await future
+
+    async def append(self, rows: Sequence[PredictionRow]) -> None:
+        """Log predictions; return once they are committed."""
+        await self._submit(
+            lambda conn: conn.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?)", rows)
+        )
+
+    async def feedback(self, request_id: str, label: float) -> bool:
+        """Store the ground truth of a logged prediction; False if the request id is unknown."""
+
+        def work(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "INSERT OR REPLACE INTO feedback SELECT ?, ?, ? "
+                "WHERE EXISTS (SELECT 1 FROM predictions WHERE request_id = ?)",
+                (request_id, label, time.time(), request_id),
+            )
+            return cursor.rowcount == 1
+
+        return bool(await self._submit(work))
+
+    def close(self) -> None:
+        """Commit what is queued, then stop the writer thread."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
