@@ -78,3 +78,13 @@ def copy_of(tmp_path: Path):
 def manifest_of(run: Path) -> RunManifest:
     """The run's manifest."""
     return RunManifest.load(run)
+
+
+@pytest.fixture(scope="session")
+def serving_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run through 'operationalize' (a compiled bundle and its test split) for serving tests."""
+    runs = tmp_path_factory.mktemp("serving-runs")
+    result = opsnb_cli("run", "-q", "--run-id", "served", "--until", "operationalize",
+                       *small_args(), env={config.RUNS_ENV: str(runs)})  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return runs / "served"

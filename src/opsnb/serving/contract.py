@@ -49,7 +49,10 @@ def _json_type(value: Any) -> str:
 
 
 def _show(value: Any) -> str:
-    text = orjson.dumps(value).decode() if isinstance(value, str | int | float) else repr(value)
+    try:
+        text = orjson.dumps(value).decode()  # in JSON spelling: true, null, "text"
+    except TypeError:
+        text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
