@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 
-
 PROJECT = Path(__file__).resolve().parent.parent
 
 
@@ -38,7 +37,11 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def call(
-        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
         try:
@@ -57,6 +60,9 @@ class Server:
         status, _, raw = self.call("GET", path)
         return status, raw
 
+    def get_json(self, path: str) -> Any:
+        return json.loads(self.get(path)[1])
+
     def metric(self, name: str) -> float:
         """Sum of the samples of a metric line that starts with ``name``."""
         _, text = self.get("/metrics")
@@ -71,7 +77,9 @@ def wait_ready(server: Server, timeout_s: float = 60) -> dict[str, Any]:
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:
         if server.proc.poll() is not None:
-            raise AssertionError(f"server exited {server.proc.returncode}: {server.output.read_text()}")
+            raise AssertionError(
+                f"server exited {server.proc.returncode}: {server.output.read_text()}"
+            )
         with contextlib.suppress(OSError):
             status, raw = server.get("/ready")
             if status == 200:

@@ -40,7 +40,9 @@ def test_concurrent_requests_share_predictor_calls_and_get_their_own_outputs(ser
         batcher = MicroBatcher(metrics, max_batch=64, max_wait_s=0.002)
         batcher.start()
         try:
-            return await asyncio.gather(*(batcher.predict(data[i : i + 1], served) for i in range(200)))
+            return await asyncio.gather(
+                *(batcher.predict(data[i : i + 1], served) for i in range(200))
+            )
         finally:
             await batcher.drain(5)
 

@@ -89,5 +89,7 @@ def test_a_failed_statement_fails_only_its_own_request(tmp_path):
 
 
 def test_an_unknown_synchronous_mode_is_refused(tmp_path):
-    with pytest.raises(ConfigError, match=r"log synchronous mode 'SOMETIMES' is not one of OFF, NOR"):
+    with pytest.raises(
+        ConfigError, match=r"log synchronous mode 'SOMETIMES' is not one of OFF, NOR"
+    ):
         PredictionLog(tmp_path / "log.sqlite", synchronous="SOMETIMES")
