@@ -156,9 +156,9 @@ async def _load(
     duration_s: float,
     rate: float | None,
     keep_answers: bool,
+    result: LoadResult,
 ) -> LoadResult:
     host, port, path = check_loopback(url)
-    result = LoadResult()
     tickets: asyncio.Queue[float] = asyncio.Queue()
     cycle = itertools.cycle(bodies)
     workers = [
@@ -205,8 +205,11 @@ def run_load(
     duration_s: float = 60.0,
     rate: float | None = None,
     keep_answers: bool = False,
+    result: LoadResult | None = None,
 ) -> LoadResult:
     """Send at most ``requests`` bodies to ``url`` (loopback only) within ``duration_s``.
+
+    ``result``, when given, is filled as answers arrive, so another thread can watch progress.
 
     Raises:
         ConfigError: the URL is not on loopback, or the bounds are not positive.
@@ -226,5 +229,6 @@ def run_load(
             duration_s=duration_s,
             rate=rate,
             keep_answers=keep_answers,
+            result=result or LoadResult(),
         )
     )

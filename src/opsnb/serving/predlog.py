@@ -136,9 +136,13 @@ class PredictionLog:
 
     async def append(self, rows: Sequence[PredictionRow]) -> None:
         """Log predictions; return once they are committed."""
-        await self._submit(
-            lambda conn: conn.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?)", rows)
-        )
+
+        def work(conn: sqlite3.Connection) -> None:
+            # Returns nothing on purpose: a cursor that left this thread would reset its
+            # (cached, shared) statement whenever the event loop's thread collects it.
+            conn.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+        await self._submit(work)
 
     async def feedback(self, request_id: str, label: float) -> bool:
         """Store the ground truth of a logged prediction; False if the request id is unknown."""
