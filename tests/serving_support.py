@@ -95,10 +95,22 @@ def running_server(run: Path, *options: str, folder: Path) -> Iterator[Server]:
     log = folder / "predictions.sqlite"
     with output.open("wb") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "opsnb.cli", "serve", str(run), "--port", str(port),
-             "--log", str(log), *options],
-            stdout=sink, stderr=subprocess.STDOUT, cwd=PROJECT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "opsnb.cli",
+                "serve",
+                str(run),
+                "--port",
+                str(port),
+                "--log",
+                str(log),
+                *options,
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            cwd=PROJECT,
+        )
     server = Server(port, proc, log, output)
     try:
         wait_ready(server)

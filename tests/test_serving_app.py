@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.serving_support import running_server
 
 from opsnb import predictor
 from opsnb.serving import loadtest
-from serving_support import running_server
 
 pytestmark = pytest.mark.slow
 
@@ -100,16 +100,20 @@ def test_a_bad_value_is_named_by_record_field_and_value(server, records):
 
 
 def test_an_oversized_body_is_refused_before_it_is_read(server):
-    head = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 50000000\r\n\r\n")  # fmt: skip
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 50000000\r\n\r\n"
+    )
     answer = raw_exchange(server.port, head)  # no body sent at all: the answer comes anyway
     assert answer.startswith(b"HTTP/1.1 413")
     assert b"content-length '50000000' exceeds the limit of 1048576 bytes" in answer
 
 
 def test_an_oversized_chunked_body_is_refused_once_it_passes_the_limit(server):
-    head = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n")  # fmt: skip
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
     chunk = b"10000\r\n" + b" " * 0x10000 + b"\r\n"
     answer = raw_exchange(server.port, head, [chunk] * 40)
     assert answer.startswith(b"HTTP/1.1 413")
@@ -117,11 +121,16 @@ def test_an_oversized_chunked_body_is_refused_once_it_passes_the_limit(server):
 
 
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
     max_leaves=12,
-)  # fmt: skip
+)
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -144,7 +153,9 @@ def test_feedback_is_stored_for_an_answered_request_and_refused_for_an_unknown_o
     _, answer = server.post("/predict", records[3])
     rid = answer["predictions"][0]["request_id"]
     assert server.post("/feedback", {"request_id": rid, "label": 1}) == (
-        200, {"stored": True, "request_id": rid})  # fmt: skip
+        200,
+        {"stored": True, "request_id": rid},
+    )
     status, refused = server.post("/feedback", {"request_id": "not-an-id", "label": 0})
     assert status == 404
     assert "request_id 'not-an-id' is not in the prediction log" in refused["message"]
@@ -185,6 +196,12 @@ def test_health_ready_metrics_and_openapi(server, records):
     assert status == 200
     assert b"/openapi.json" in page
     _, text = server.get("/metrics")
-    for name in ("opsnb_request_seconds_bucket", "opsnb_batch_rows_bucket", "opsnb_queue_depth",
-                 "opsnb_errors_total", "process_cpu_seconds_total", "opsnb_model_info"):  # fmt: skip
+    for name in (
+        "opsnb_request_seconds_bucket",
+        "opsnb_batch_rows_bucket",
+        "opsnb_queue_depth",
+        "opsnb_errors_total",
+        "process_cpu_seconds_total",
+        "opsnb_model_info",
+    ):
         assert name.encode() in text

@@ -77,14 +77,18 @@ def test_batches_never_exceed_max_batch_rows(served):
         batcher = MicroBatcher(metrics, max_batch=8)
         batcher.start()
         try:
-            return await asyncio.gather(*(batcher.predict(data[i : i + 5], served)
-                                          for i in range(0, 50, 5)))  # fmt: skip
+            return await asyncio.gather(
+                *(batcher.predict(data[i : i + 5], served) for i in range(0, 50, 5))
+            )
         finally:
             await batcher.drain(5)
 
     np.testing.assert_array_equal(np.concatenate(asyncio.run(main())), served.model.predict(data))
-    buckets = {s.labels.get("le"): s.value for s in metrics.batch_rows.collect()[0].samples
-               if s.name.endswith("_bucket")}  # fmt: skip
+    buckets = {
+        s.labels.get("le"): s.value
+        for s in metrics.batch_rows.collect()[0].samples
+        if s.name.endswith("_bucket")
+    }
     assert buckets["8.0"] == buckets["+Inf"] == 10
 
 

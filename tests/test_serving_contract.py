@@ -12,10 +12,14 @@ SCHEMA = {
     "features": [
         {"name": "age", "kind": "numeric", "nullable": True, "min": 18.0, "max": 80.0},
         {"name": "score", "kind": "numeric", "nullable": False, "min": 300.0, "max": 850.0},
-        {"name": "home", "kind": "categorical", "nullable": False,
-         "categories": ["OWN", "RENT", "MORTGAGE"]},
+        {
+            "name": "home",
+            "kind": "categorical",
+            "nullable": False,
+            "categories": ["OWN", "RENT", "MORTGAGE"],
+        },
     ],
-}  # fmt: skip
+}
 GOOD = {"age": 40, "score": 700.5, "home": "RENT"}
 
 
@@ -59,23 +63,33 @@ def test_a_list_of_records_keeps_its_order(contract):
         (body([GOOD, 7]), 422, r"record 1 is a number; expected an object keyed by feature name"),
         (body({"age": 40, "home": "RENT"}), 422, r"record 0 lacks field\(s\) 'score'"),
         (body({**GOOD, "zip": "123"}), 422, r"record 0 has unknown field\(s\) 'zip'"),
-        (body({**GOOD, "score": "700"}), 422,
-         r"record 0: field 'score' = \"700\" \(a string\); expected a number in \[-250, 1400\]"),
+        (
+            body({**GOOD, "score": "700"}),
+            422,
+            r"record 0: field 'score' = \"700\" \(a string\); expected a number in \[-250, 1400\]",
+        ),
         (body({**GOOD, "score": True}), 422, r"field 'score' = true \(a boolean\)"),
         (body({**GOOD, "score": None}), 422, r"field 'score' = null \(null\); expected a number"),
         (body({**GOOD, "score": [700]}), 422, r"field 'score' = \[700\] \(an array\)"),
         (body({**GOOD, "score": 1e39}), 422, r"outside the float32 range"),
         (body({**GOOD, "score": -3.5e38}), 422, r"outside the float32 range"),
-        (body({**GOOD, "score": 5000}), 422, r"= 5000 \(a number\); expected a number in "
-                                             r"\[-250, 1400\] \(training range widened"),
-        (body({**GOOD, "home": "CASTLE"}), 422,
-         r"field 'home' = \"CASTLE\" \(a string\); expected one of \"OWN\", \"RENT\", "
-         r"\"MORTGAGE\": unknown category"),
+        (
+            body({**GOOD, "score": 5000}),
+            422,
+            r"= 5000 \(a number\); expected a number in "
+            r"\[-250, 1400\] \(training range widened",
+        ),
+        (
+            body({**GOOD, "home": "CASTLE"}),
+            422,
+            r"field 'home' = \"CASTLE\" \(a string\); expected one of \"OWN\", \"RENT\", "
+            r"\"MORTGAGE\": unknown category",
+        ),
         (body({**GOOD, "home": 1}), 422, r"field 'home' = 1 \(a number\); expected one of"),
         (body({**GOOD, "home": None}), 422, r"field 'home' = null \(null\)"),
         (body([GOOD, GOOD, {**GOOD, "age": "x"}]), 422, r"^record 2: field 'age'"),
     ],
-)  # fmt: skip
+)
 def test_bad_bodies_are_refused_with_status_and_a_precise_message(
     contract, payload, status, message
 ):

@@ -2,10 +2,10 @@ import asyncio
 import shutil
 
 import pytest
+from tests.serving_support import copy_bundle
 
 from opsnb.errors import ArtifactError, OpsnbError
 from opsnb.serving.reload import ModelSlot, prepare, resolve_bundle
-from serving_support import copy_bundle
 
 
 def tamper(bundle, *, truncate: bool = False):
@@ -25,8 +25,11 @@ def test_a_run_folder_and_a_bundle_folder_both_resolve_to_the_bundle(serving_run
 
 
 def test_a_folder_without_a_bundle_is_refused_with_the_fix(tmp_path):
-    with pytest.raises(ArtifactError, match=r"neither a run folder with bundle/manifest.json nor"
-                       r" a bundle folder; run the pipeline through 'operationalize'"):  # fmt: skip
+    with pytest.raises(
+        ArtifactError,
+        match=r"neither a run folder with bundle/manifest.json nor"
+        r" a bundle folder; run the pipeline through 'operationalize'",
+    ):
         resolve_bundle(tmp_path)
 
 
@@ -54,7 +57,7 @@ def test_a_refused_reload_keeps_the_old_model_serving(serving_run, tmp_path):
     async def main():
         slot = ModelSlot(serving_run, warm_rows=4)
         first = await slot.reload()
-        with pytest.raises(OpsnbError, match="does not match manifest.json"):
+        with pytest.raises(OpsnbError, match=r"does not match manifest\.json"):
             await slot.reload(bad)
         kept, error = slot.current, slot.last_error
         second = await slot.reload(other)

@@ -8,13 +8,13 @@ import threading
 import time
 
 import pytest
+from tests.conftest import opsnb_cli
+from tests.serving_support import copy_bundle, running_server, wait_ready
 
-from conftest import opsnb_cli
 from opsnb.errors import ConfigError
 from opsnb.serving import loadtest
 from opsnb.serving.app import ServeOptions
 from opsnb.serving.server import app_from_env, serve
-from serving_support import copy_bundle, running_server, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -71,8 +71,9 @@ def test_over_the_latency_budget_predict_answers_503_but_health_and_metrics_answ
     serving_run, tmp_path, bodies
 ):
     with running_server(serving_run, "--budget-ms", "0", folder=tmp_path) as server:
-        status, headers, raw = server.call("POST", "/predict", bodies[0],
-                                           {"Content-Type": "application/json"})  # fmt: skip
+        status, headers, raw = server.call(
+            "POST", "/predict", bodies[0], {"Content-Type": "application/json"}
+        )
         assert status == 503
         assert headers["retry-after"] == "1"
         assert json.loads(raw)["message"] == "over the latency budget of 0 ms; retry later"
@@ -85,8 +86,9 @@ def test_under_overload_requests_are_answered_200_or_503_and_none_fail(
     serving_run, tmp_path, bodies
 ):
     with running_server(serving_run, "--budget-ms", "1", folder=tmp_path) as server:
-        result = loadtest.run_load(f"{server.url}/predict", bodies, requests=3000,
-                                   concurrency=96, duration_s=60)  # fmt: skip
+        result = loadtest.run_load(
+            f"{server.url}/predict", bodies, requests=3000, concurrency=96, duration_s=60
+        )
     assert set(result.statuses) <= {200, 503}
     assert result.statuses[503] > 0
     assert result.statuses[200] > 0
@@ -149,8 +151,7 @@ def test_sigterm_drains_admitted_requests_and_exits(serving_run, tmp_path, bodie
         while load.answered() < 300 and load.is_alive():
             time.sleep(0.005)
         server.proc.send_signal(signal.SIGTERM)
-        # uvicorn re-raises the signal once it has drained, so the exit status says SIGTERM
-        assert server.proc.wait(timeout=30) in (0, -signal.SIGTERM)
+        assert server.proc.wait(timeout=30) == 0
         load.join(timeout=60)
     assert set(load.result.statuses) <= {200, 503}
     assert answered_ids(load.result) <= logged_ids(server.log)
@@ -158,8 +159,14 @@ def test_sigterm_drains_admitted_requests_and_exits(serving_run, tmp_path, bodie
 
 def test_several_worker_processes_share_the_port_and_the_log(serving_run, tmp_path, bodies):
     with running_server(serving_run, "--workers", "2", folder=tmp_path) as server:
-        result = loadtest.run_load(f"{server.url}/predict", bodies, requests=400,
-                                   concurrency=8, duration_s=60, keep_answers=True)  # fmt: skip
+        result = loadtest.run_load(
+            f"{server.url}/predict",
+            bodies,
+            requests=400,
+            concurrency=8,
+            duration_s=60,
+            keep_answers=True,
+        )
         assert wait_ready(server)["ready"]
     assert result.statuses == {200: 400}
     assert answered_ids(result) <= logged_ids(server.log)

@@ -4,6 +4,7 @@ One process by default. ``workers > 1`` starts that many processes sharing the p
 supervisor); each loads the bundle itself and they append to one SQLite log. ``SIGTERM`` stops
 admission, lets admitted requests finish for up to ``drain_s`` seconds and exits; ``SIGHUP``
 reloads the bundle (with several workers, uvicorn's supervisor restarts them one by one).
+After a drain the process exits with status 0.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
+import sys
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -31,6 +35,12 @@ def app_from_env() -> Starlette:
     return create_app(ServeOptions(**json.loads(text)))
 
 
+def _exit_after_drain(signum: int, _: FrameType | None) -> None:
+    # uvicorn drains, restores this handler, then raises the signal again: exit normally
+    # (status 0, exit handlers run) instead of dying by the signal.
+    sys.exit(0)
+
+
 def serve(
     options: ServeOptions, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1
 ) -> None:
@@ -44,6 +54,7 @@ def serve(
         "access_log": False,  # the prediction log is the access log; a line per request costs
         "timeout_graceful_shutdown": max(1, round(options.drain_s)),
     }
+    signal.signal(signal.SIGTERM, _exit_after_drain)
     if workers == 1:
         uvicorn.Server(uvicorn.Config(create_app(options), **common)).run()
         return
