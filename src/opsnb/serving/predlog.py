@@ -45,18 +45,20 @@ PredictionRow = tuple[str, float, str, str, float, float]
 
 @dataclass
 class _Job:
-    work: Callable[[sqlite3.Connection], Any]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
+    rows: Sequence[PredictionRow] = ()
+    work: Callable[[sqlite3.Connection], Any] | None = None
 
 
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(result)
-    else:
-        future.set_exception(error)
+def _settle_all(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in settled:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
 
 
 class PredictionLog:
@@ -112,37 +114,45 @@ class PredictionLog:
 
     def _commit(self, group: list[_Job]) -> None:
         results: list[tuple[Any, BaseException | None]] = []
+        rows = [row for job in group for row in job.rows]
         try:
             self._conn.execute("BEGIN")
+            if rows:  # all predictions of the group in one statement
+                self._conn.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?)", rows)
             for job in group:
                 try:
-                    results.append((job.work(self._conn), None))
+                    results.append((job.work(self._conn) if job.work else None, None))
                 except sqlite3.Error as exc:  # one statement failed; SQLite undid only it
                     results.append((None, exc))
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            log.exception("prediction log commit failed")
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
+            if len(group) > 1 and rows:  # find the offending job: commit each job alone
+                for job in group:
+                    self._commit([job])
+                return
+            log.error("prediction log commit failed: %s", exc)
             results = [(None, exc)] * len(group)
+        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
         for job, (result, error) in zip(group, results, strict=True):
-            job.loop.call_soon_threadsafe(_settle, job.future, result, error)
+            by_loop.setdefault(job.loop, []).append((job.future, result, error))
+        for loop, settled in by_loop.items():
+            loop.call_soon_threadsafe(_settle_all, settled)  # one wake-up per group and loop
 
-    async def _submit(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+    async def _submit(self, job: _Job) -> Any:
+        self._queue.put(job)
+        return await job.future
+
+    def _job(self) -> _Job:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._queue.put(_Job(work, loop, future))
-        return await future
+        return _Job(loop, loop.create_future())
 
     async def append(self, rows: Sequence[PredictionRow]) -> None:
         """Log predictions; return once they are committed."""
-
-        def work(conn: sqlite3.Connection) -> None:
-            # Returns nothing on purpose: a cursor that left this thread would reset its
-            # (cached, shared) statement whenever the event loop's thread collects it.
-            conn.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?)", rows)
-
-        await self._submit(work)
+        job = self._job()
+        job.rows = rows
+        await self._submit(job)
 
     async def feedback(self, request_id: str, label: float) -> bool:
         """Store the ground truth of a logged prediction; False if the request id is unknown."""
@@ -153,9 +163,11 @@ class PredictionLog:
                 "WHERE EXISTS (SELECT 1 FROM predictions WHERE request_id = ?)",
                 (request_id, label, time.time(), request_id),
             )
-            return cursor.rowcount == 1
+            return cursor.rowcount == 1  # the cursor stays in this thread
 
-        return bool(await self._submit(work))
+        job = self._job()
+        job.work = work
+        return bool(await self._submit(job))
 
     def close(self) -> None:
         """Commit what is queued, then stop the writer thread."""
