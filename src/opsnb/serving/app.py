@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -33,7 +34,7 @@ from opsnb.serving.batching import MicroBatcher
 from opsnb.serving.contract import parse_feedback
 from opsnb.serving.metrics import ServiceMetrics
 from opsnb.serving.predlog import PredictionLog
-from opsnb.serving.reload import ModelSlot
+from opsnb.serving.reload import ModelSlot, ServedModel
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,7 @@ class Service:
         self.log = PredictionLog(self.log_path(), synchronous=self.options.log_sync)
         self.batcher = MicroBatcher(
             self.metrics,
+            sink=self._log_batch,
             max_batch=self.options.max_batch,
             max_wait_s=self.options.max_wait_ms / 1000,
             budget_s=self.options.budget_ms / 1000,
@@ -132,6 +134,19 @@ class Service:
             await self.batcher.drain(self.options.drain_s)
             self.log.close()
             self.slot.close()
+
+    def _log_batch(self, served: ServedModel, done: list[tuple[Any, np.ndarray]]) -> None:
+        """Batch sink, on the predictor thread: commit the batch's log rows before any answer."""
+        if self.log is None:
+            raise OpsnbError("the prediction log is closed")
+        now, clock, version = time.time(), time.perf_counter(), served.version
+        self.log.write(
+            [
+                (rid, now, version, orjson.dumps(record).decode(), output, (clock - started) * 1000)
+                for (ids, records, started), outputs in done
+                for rid, record, output in zip(ids, records, outputs.tolist(), strict=True)
+            ]
+        )
 
     async def _first_load(self) -> None:
         with contextlib.suppress(OpsnbError):  # refused: logged, /ready says why
@@ -181,9 +196,9 @@ class Service:
     async def predict(self, request: Request) -> Response:
         """``POST /predict``: one record or a list of records -> one prediction each."""
         started = time.perf_counter()
-        served, batcher, log_ = self.slot.current, self.batcher, self.log
+        served, batcher = self.slot.current, self.batcher
         try:
-            if served is None or batcher is None or log_ is None:
+            if served is None or batcher is None:
                 raise RequestError("the model is not loaded yet; retry shortly", status=503)
             if batcher.overloaded():
                 raise RequestError(
@@ -195,16 +210,9 @@ class Service:
                 rows, records = served.contract.parse(await self._body(request))
             finally:
                 batcher.arriving -= 1
-            outputs = await batcher.predict(rows, served)
             ids = [uuid.uuid4().hex for _ in records]
-            now, latency_ms = time.time(), (time.perf_counter() - started) * 1000
+            outputs = await batcher.predict(rows, served, (ids, records, started))
             version = served.version
-            await log_.append(
-                [
-                    (rid, now, version, orjson.dumps(rec).decode(), float(out), latency_ms)
-                    for rid, rec, out in zip(ids, records, outputs.tolist(), strict=True)
-                ]
-            )
             answer = _json(
                 {
                     "model_version": version,

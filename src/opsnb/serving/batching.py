@@ -19,8 +19,10 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -32,10 +34,19 @@ log = logging.getLogger(__name__)
 _LAG_PROBE_S = 0.005
 
 
+BatchSink = Callable[[ServedModel, list[tuple[Any, np.ndarray]]], None]
+"""Called on the predictor thread after each call with every request's payload and outputs.
+
+The requests are answered only once it returns: the app commits the prediction log here, in
+the same thread hop as the prediction.
+"""
+
+
 @dataclass
 class _Job:
     rows: np.ndarray
     served: ServedModel
+    payload: Any
     future: asyncio.Future[np.ndarray]
     enqueued: float
 
@@ -48,6 +59,7 @@ class MicroBatcher:
         max_batch: most rows in one predictor call.
         max_wait_s: longest a request waits for batch-mates.
         budget_s: the latency budget; past it new requests are refused (see module docstring).
+        sink: see :data:`BatchSink`.
     """
 
     def __init__(
@@ -57,6 +69,7 @@ class MicroBatcher:
         max_batch: int = 256,
         max_wait_s: float = 0.002,
         budget_s: float = 0.25,
+        sink: BatchSink | None = None,
     ) -> None:
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
@@ -64,6 +77,7 @@ class MicroBatcher:
         self.arriving = 0
         self.loop_lag_s = 0.0
         self._metrics = metrics
+        self._sink = sink
         self._queue: deque[_Job] = deque()
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="opsnb-predict")
@@ -82,10 +96,15 @@ class MicroBatcher:
             return True
         return bool(self._queue) and time.perf_counter() - self._queue[0].enqueued > self.budget_s
 
-    async def predict(self, rows: np.ndarray, served: ServedModel) -> np.ndarray:
-        """Queue validated ``rows`` for ``served``'s model; return their outputs."""
+    async def predict(
+        self, rows: np.ndarray, served: ServedModel, payload: Any = None
+    ) -> np.ndarray:
+        """Queue validated ``rows`` for ``served``'s model; return their outputs.
+
+        ``payload`` is handed to the sink with the outputs (the app's request ids and records).
+        """
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Job(rows, served, future, time.perf_counter()))
+        self._queue.append(_Job(rows, served, payload, future, time.perf_counter()))
         self._metrics.queue_depth.set(len(self._queue))
         self._wakeup.set()
         return await future
@@ -122,20 +141,34 @@ class MicroBatcher:
                 break
         return batch
 
-    async def _run(self, loop: asyncio.AbstractEventLoop, jobs: list[_Job]) -> None:
+    def _call(self, jobs: list[_Job]) -> tuple[np.ndarray, float]:
+        """On the predictor thread: one predictor call for ``jobs``, then the sink."""
         rows = jobs[0].rows if len(jobs) == 1 else np.concatenate([j.rows for j in jobs])
-        model = jobs[0].served.model
         started = time.perf_counter()
+        outputs = jobs[0].served.model.predict(rows)
+        elapsed = time.perf_counter() - started
+        if self._sink is not None:
+            bounds = np.cumsum([0] + [len(j.rows) for j in jobs])
+            self._sink(
+                jobs[0].served,
+                [
+                    (j.payload, outputs[a:b])
+                    for j, a, b in zip(jobs, bounds, bounds[1:], strict=False)
+                ],
+            )
+        return outputs, elapsed
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, jobs: list[_Job]) -> None:
         try:
-            outputs = await loop.run_in_executor(self._executor, model.predict, rows)
-        except Exception as exc:  # the library failed: every job of this call learns why
-            log.exception("predictor call failed for %d rows", len(rows))
+            outputs, elapsed = await loop.run_in_executor(self._executor, self._call, jobs)
+        except Exception as exc:  # the library or the sink failed: every job learns why
+            log.exception("predictor call failed for %d requests", len(jobs))
             for job in jobs:
                 if not job.future.done():
                     job.future.set_exception(exc)
             return
-        self._metrics.predict_seconds.observe(time.perf_counter() - started)
-        self._metrics.batch_rows.observe(len(rows))
+        self._metrics.predict_seconds.observe(elapsed)
+        self._metrics.batch_rows.observe(len(outputs))
         self._metrics.batch_requests.observe(len(jobs))
         start = 0
         for job in jobs:

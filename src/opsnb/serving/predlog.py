@@ -83,6 +83,7 @@ class PredictionLog:
         self._max_group = max_group
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._conn = self._connect()
+        self._lock = threading.Lock()  # the writer thread and write() share the connection
         self._thread = threading.Thread(target=self._run, name="opsnb-predlog", daemon=True)
         self._thread.start()
 
@@ -112,7 +113,23 @@ class PredictionLog:
             self._commit(group)
         self._conn.close()
 
+    def write(self, rows: Sequence[PredictionRow]) -> None:
+        """Log predictions from the calling thread; return once they are committed."""
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN")
+                self._conn.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?)", rows)
+                self._conn.execute("COMMIT")
+            except sqlite3.Error:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+
     def _commit(self, group: list[_Job]) -> None:
+        with self._lock:
+            self._commit_locked(group)
+
+    def _commit_locked(self, group: list[_Job]) -> None:
         results: list[tuple[Any, BaseException | None]] = []
         rows = [row for job in group for row in job.rows]
         try:
@@ -130,7 +147,7 @@ class PredictionLog:
                 self._conn.execute("ROLLBACK")
             if len(group) > 1 and rows:  # find the offending job: commit each job alone
                 for job in group:
-                    self._commit([job])
+                    self._commit_locked([job])
                 return
             log.error("prediction log commit failed: %s", exc)
             results = [(None, exc)] * len(group)
@@ -149,7 +166,7 @@ class PredictionLog:
         return _Job(loop, loop.create_future())
 
     async def append(self, rows: Sequence[PredictionRow]) -> None:
-        """Log predictions; return once they are committed."""
+        """Log predictions via the writer thread (grouped with others); return once committed."""
         job = self._job()
         job.rows = rows
         await self._submit(job)
