@@ -2,6 +2,7 @@
 
 import json
 import re
+import select
 import socket
 import sqlite3
 
@@ -29,16 +30,28 @@ def records(serving_run):
     return [json.loads(b) for b in loadtest.bodies_from_run(serving_run, limit=300)]
 
 
+def complete(answer: bytes) -> bool:
+    head, blank, body = answer.partition(b"\r\n\r\n")
+    length = re.search(rb"content-length: (\d+)", head, flags=re.IGNORECASE)
+    return bool(blank) and (length is None or len(body) >= int(length.group(1)))
+
+
 def raw_exchange(port: int, request: bytes, chunks: list[bytes] = ()) -> bytes:
-    """Send raw bytes; return what the server answers (it may answer before all is sent)."""
+    """Send raw bytes; return the server's answer, which may come before all is sent."""
     with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
         sock.sendall(request)
-        try:
-            for chunk in chunks:
-                sock.sendall(chunk)
-        except OSError:
-            pass  # the server answered and closed before reading it all
-        return sock.recv(65536)
+        for chunk in chunks:
+            readable, _, _ = select.select([sock], [], [], 0.01)
+            if readable:  # answered early: stop sending, or a reset could discard the answer
+                break
+            sock.sendall(chunk)
+        answer = b""
+        while not complete(answer):
+            data = sock.recv(65536)
+            if not data:
+                break
+            answer += data
+        return answer
 
 
 def test_predictions_over_http_equal_the_in_process_predictor(server, serving_run, records):
