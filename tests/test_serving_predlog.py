@@ -1,5 +1,5 @@
-import asyncio
 import sqlite3
+import threading
 
 import pytest
 
@@ -16,76 +16,54 @@ def count(path) -> int:
         return int(conn.execute("SELECT count(*) FROM predictions").fetchone()[0])
 
 
-def test_an_append_returns_only_once_its_rows_are_visible_to_another_connection(tmp_path):
+def test_a_write_returns_only_once_its_rows_are_visible_to_another_connection(tmp_path):
     path = tmp_path / "log.sqlite"
-
-    async def main() -> list[int]:
-        log = PredictionLog(path)
-        seen = []
-        try:
-            for k in range(3):
-                await log.append(rows(5, start=5 * k))
-                seen.append(count(path))  # a fresh reader sees the commit at once
-        finally:
-            log.close()
-        return seen
-
-    assert asyncio.run(main()) == [5, 10, 15]
+    log = PredictionLog(path)
+    seen = []
+    for k in range(3):
+        log.write(rows(5, start=5 * k))
+        seen.append(count(path))  # a fresh reader sees the commit at once
+    log.close()
+    assert seen == [5, 10, 15]
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_concurrent_appends_are_grouped_and_all_committed(tmp_path):
-    path = tmp_path / "log.sqlite"
-
-    async def main() -> None:
-        log = PredictionLog(path, max_group=64)
-        try:
-            await asyncio.gather(*(log.append(rows(2, start=2 * k)) for k in range(200)))
-        finally:
-            log.close()
-
-    asyncio.run(main())
-    assert count(path) == 400
+def test_writes_from_many_threads_are_all_committed(tmp_path):
+    log = PredictionLog(tmp_path / "log.sqlite")
+    threads = [
+        threading.Thread(target=lambda k=k: [log.write(rows(2, start=1000 * k + 2 * j))
+                                             for j in range(50)])
+        for k in range(4)
+    ]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    log.close()
+    assert count(tmp_path / "log.sqlite") == 400
 
 
 def test_feedback_is_stored_for_a_logged_request_and_refused_for_an_unknown_one(tmp_path):
     path = tmp_path / "log.sqlite"
-
-    async def main() -> tuple[bool, bool, bool]:
-        log = PredictionLog(path)
-        try:
-            await log.append(rows(1))
-            return (
-                await log.feedback("id0", 1.0),
-                await log.feedback("id0", 0.0),  # a correction replaces the label
-                await log.feedback("nope", 1.0),
-            )
-        finally:
-            log.close()
-
-    assert asyncio.run(main()) == (True, True, False)
+    log = PredictionLog(path)
+    log.write(rows(1))
+    stored = (log.feedback("id0", 1.0), log.feedback("id0", 0.0), log.feedback("nope", 1.0))
+    log.close()
+    assert stored == (True, True, False)  # a correction replaces the label
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT request_id, label FROM feedback").fetchall() == [("id0", 0.0)]
 
 
-def test_a_failed_statement_fails_only_its_own_request(tmp_path):
+def test_a_failed_write_logs_none_of_its_rows(tmp_path):
     path = tmp_path / "log.sqlite"
-
-    async def main() -> list[object]:
-        log = PredictionLog(path)
-        try:
-            await log.append(rows(1))
-            return await asyncio.gather(
-                log.append(rows(1)), log.append(rows(1, start=1)), return_exceptions=True
-            )  # the first repeats id0: the primary key refuses it
-        finally:
-            log.close()
-
-    first, second = asyncio.run(main())
-    assert isinstance(first, sqlite3.IntegrityError)
-    assert second is None
-    assert count(path) == 2
+    log = PredictionLog(path)
+    log.write(rows(1))
+    with pytest.raises(sqlite3.IntegrityError):
+        log.write(rows(3))  # id0 again: the whole transaction is refused
+    log.write(rows(2, start=1))
+    log.close()
+    assert count(path) == 3
 
 
 def test_an_unknown_synchronous_mode_is_refused(tmp_path):

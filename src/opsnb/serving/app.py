@@ -55,7 +55,7 @@ class ServeOptions:
 
     Attributes:
         bundle: the run folder (``runs/<id>``) or bundle folder to serve.
-        log_path: the SQLite prediction log (default: ``<bundle>/../predictions.sqlite``).
+        log_path: the SQLite prediction log (default: ``predictions.sqlite`` in ``bundle``).
         log_sync: SQLite ``synchronous`` mode of the log (NORMAL survives ``kill -9``).
         max_batch: most rows in one predictor call.
         max_wait_ms: longest a request waits for batch-mates.
@@ -124,10 +124,10 @@ class Service:
             budget_s=self.options.budget_ms / 1000,
         )
         self.batcher.start()
-        self._loader = asyncio.create_task(self._first_load())
+        self._loader = asyncio.create_task(self._reload_logged())
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+            loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         try:
             yield
         finally:
@@ -148,8 +148,11 @@ class Service:
             ]
         )
 
-    async def _first_load(self) -> None:
-        with contextlib.suppress(OpsnbError):  # refused: logged, /ready says why
+    def _on_sighup(self) -> None:
+        self._loader = asyncio.get_running_loop().create_task(self._reload_logged())  # keep a ref
+
+    async def _reload_logged(self) -> None:
+        with contextlib.suppress(OpsnbError):  # refused: logged, the old model keeps serving
             await self.reload()
 
     async def reload(self, bundle: str | None = None) -> str:
@@ -242,7 +245,7 @@ class Service:
             if self.log is None:
                 raise RequestError("the service is starting; retry shortly", status=503)
             rid, label = parse_feedback(await self._body(request))
-            if not await self.log.feedback(rid, label):
+            if not await asyncio.to_thread(self.log.feedback, rid, label):
                 raise RequestError(
                     f"request_id {rid[:60]!r} is not in the prediction log; send the id a "
                     "/predict answer returned",
