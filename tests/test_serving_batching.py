@@ -1,4 +1,5 @@
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -92,14 +93,40 @@ def test_batches_never_exceed_max_batch_rows(served):
     assert buckets["8.0"] == buckets["+Inf"] == 10
 
 
-def test_a_request_waiting_past_the_budget_makes_the_batcher_overloaded(served):
+def test_a_request_waiting_past_the_budget_stops_admission(served):
     async def main():
         batcher = MicroBatcher(ServiceMetrics(), budget_s=0.01)  # consumer not started
-        assert not batcher.overloaded()
+        before = batcher.admit()
         waiting = asyncio.ensure_future(batcher.predict(rows_of(served, 1), served))
         await asyncio.sleep(0.05)
-        overloaded = batcher.overloaded()
+        after = batcher.admit()
         waiting.cancel()
-        return overloaded
+        return before, after
 
-    assert asyncio.run(main())
+    assert asyncio.run(main()) == (True, False)
+
+
+def test_admission_bounds_the_requests_in_flight():
+    batcher = MicroBatcher(ServiceMetrics(), budget_s=10.0, min_inflight=2)
+    assert [batcher.admit(), batcher.admit(), batcher.admit()] == [True, True, False]
+    batcher.release()
+    assert batcher.admit()
+    assert batcher.inflight == 2
+
+
+def test_admission_follows_the_measured_rate():
+    batcher = MicroBatcher(ServiceMetrics(), budget_s=0.5, min_inflight=1)
+    for _ in range(200):  # 200 answers spread over a little more than one rate window
+        assert batcher.admit()
+        batcher.release()
+    time.sleep(0.11)
+    batcher.admit()
+    batcher.release()
+    admitted = 0
+    while batcher.admit():
+        admitted += 1
+    assert 1 < admitted <= 201 * 0.5 / 0.1  # at most peak rate x budget in flight
+
+
+def test_a_zero_budget_refuses_everything():
+    assert not MicroBatcher(ServiceMetrics(), budget_s=0.0).admit()

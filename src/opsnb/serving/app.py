@@ -27,6 +27,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from opsnb.errors import OpsnbError, RequestError
 from opsnb.serving import openapi
@@ -203,11 +204,6 @@ class Service:
         try:
             if served is None or batcher is None:
                 raise RequestError("the model is not loaded yet; retry shortly", status=503)
-            if batcher.overloaded():
-                raise RequestError(
-                    f"over the latency budget of {self.options.budget_ms:g} ms; retry later",
-                    status=503,
-                )
             batcher.arriving += 1
             try:
                 rows, records = served.contract.parse(await self._body(request))
@@ -326,6 +322,11 @@ class Service:
         """``GET /docs``: the OpenAPI page."""
         return HTMLResponse(openapi.docs_page())
 
+    def refused(self, started: float) -> None:
+        """Count a ``/predict`` refused for overload (answered by the admission wrapper)."""
+        self.metrics.errors.labels("overload").inc()
+        self._observe("/predict", 503, started)
+
     def _observe(self, endpoint: str, status: int, started: float) -> None:
         # labels() costs a locked lookup; the children are cached per (endpoint, status)
         key = (endpoint, status)
@@ -339,7 +340,49 @@ class Service:
         children[1].observe(time.perf_counter() - started)
 
 
-def create_app(options: ServeOptions) -> Starlette:
+class _Admission:
+    """ASGI wrapper: refuses ``/predict`` past the latency budget before Starlette sees it.
+
+    A refusal is a prebuilt 503 with ``Retry-After``: under overload most requests are refused,
+    so a refusal must cost a small fraction of an answer. Other paths always pass.
+    """
+
+    def __init__(self, app: ASGIApp, service: Service) -> None:
+        self.app = app
+        self.service = service
+        budget = service.options.budget_ms
+        self._body = orjson.dumps(
+            {
+                "error": "overload",
+                "record": None,
+                "field": None,
+                "message": f"over the latency budget of {budget:g} ms; retry later",
+            }
+        )
+        self._headers = [
+            (b"content-type", b"application/json"),
+            (b"retry-after", b"1"),
+            (b"content-length", str(len(self._body)).encode()),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        batcher = self.service.batcher
+        if scope["type"] != "http" or scope["path"] != "/predict" or batcher is None:
+            await self.app(scope, receive, send)
+            return
+        if not batcher.admit():
+            started = time.perf_counter()
+            await send({"type": "http.response.start", "status": 503, "headers": self._headers})
+            await send({"type": "http.response.body", "body": self._body})
+            self.service.refused(started)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            batcher.release()
+
+
+def create_app(options: ServeOptions) -> ASGIApp:
     """Build the prediction service for ``options.bundle``; the model loads at startup."""
     service = Service(options)
     app = Starlette(
@@ -355,5 +398,4 @@ def create_app(options: ServeOptions) -> Starlette:
         ],
         lifespan=service.lifespan,
     )
-    app.state.service = service
-    return app
+    return _Admission(app, service)

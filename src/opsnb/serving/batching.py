@@ -7,9 +7,12 @@ being read), so an idle server answers one request at once and a busy one forms 
 The predictor runs on one worker thread off the event loop (ctypes releases the GIL, so the
 loop keeps accepting while the trees are walked).
 
-Admission is bounded by waiting time, not only by a count: :meth:`MicroBatcher.overloaded`
-is true while the oldest queued request has waited longer than the latency budget or the event
-loop itself lags behind by more than it; the app then answers 503 without reading the body.
+Admission is bounded by waiting time, not only by a count (:meth:`MicroBatcher.admit`): a
+request is refused while the oldest queued request has waited longer than the latency budget,
+or while as many requests are in flight as the server answers within the budget at its peak
+measured rate (Little's law: in flight = rate x wait; at least ``min_inflight``). Under
+overload the admitted requests are still answered within about the budget and the others get a
+cheap 503. A budget of 0 refuses every prediction (a drain switch).
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from opsnb.serving.reload import ServedModel
 
 log = logging.getLogger(__name__)
 
-_LAG_PROBE_S = 0.005
+_RATE_WINDOW_S = 0.1
+_RATE_DECAY = 0.98  # per window: the peak rate forgets slowly when the load falls
 
 
 BatchSink = Callable[[ServedModel, list[tuple[Any, np.ndarray]]], None]
@@ -59,6 +63,7 @@ class MicroBatcher:
         max_batch: most rows in one predictor call.
         max_wait_s: longest a request waits for batch-mates.
         budget_s: the latency budget; past it new requests are refused (see module docstring).
+        min_inflight: requests always admitted while fewer are in flight (and none waits long).
         sink: see :data:`BatchSink`.
     """
 
@@ -69,13 +74,18 @@ class MicroBatcher:
         max_batch: int = 256,
         max_wait_s: float = 0.002,
         budget_s: float = 0.25,
+        min_inflight: int = 32,
         sink: BatchSink | None = None,
     ) -> None:
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.budget_s = budget_s
         self.arriving = 0
-        self.loop_lag_s = 0.0
+        self.inflight = 0
+        self.min_inflight = min_inflight
+        self._peak_rate = 0.0
+        self._done = 0
+        self._window = time.perf_counter()
         self._metrics = metrics
         self._sink = sink
         self._queue: deque[_Job] = deque()
@@ -84,17 +94,29 @@ class MicroBatcher:
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        """Start the consumer and the event-loop lag probe on the running loop."""
-        self._tasks = [
-            asyncio.create_task(self._consume(), name="opsnb-batcher"),
-            asyncio.create_task(self._probe_lag(), name="opsnb-lag-probe"),
-        ]
+        """Start the consumer on the running loop."""
+        self._tasks = [asyncio.create_task(self._consume(), name="opsnb-batcher")]
 
-    def overloaded(self) -> bool:
-        """True when a new request could not be answered within the latency budget."""
-        if self.loop_lag_s > self.budget_s:
-            return True
-        return bool(self._queue) and time.perf_counter() - self._queue[0].enqueued > self.budget_s
+    def admit(self) -> bool:
+        """Count one more request in flight, or return False when it would break the budget."""
+        if self.budget_s <= 0:
+            return False
+        if self._queue and time.perf_counter() - self._queue[0].enqueued > self.budget_s:
+            return False
+        if self.inflight >= max(self.min_inflight, self._peak_rate * self.budget_s):
+            return False
+        self.inflight += 1
+        return True
+
+    def release(self) -> None:
+        """An admitted request was answered: update the in-flight count and the peak rate."""
+        self.inflight -= 1
+        self._done += 1
+        now = time.perf_counter()
+        if now - self._window >= _RATE_WINDOW_S:
+            rate = self._done / (now - self._window)
+            self._peak_rate = max(rate, self._peak_rate * _RATE_DECAY)
+            self._done, self._window = 0, now
 
     async def predict(
         self, rows: np.ndarray, served: ServedModel, payload: Any = None
@@ -176,12 +198,6 @@ class MicroBatcher:
             if not job.future.done():
                 job.future.set_result(outputs[start:end])
             start = end
-
-    async def _probe_lag(self) -> None:
-        while True:
-            before = time.perf_counter()
-            await asyncio.sleep(_LAG_PROBE_S)
-            self.loop_lag_s = max(0.0, time.perf_counter() - before - _LAG_PROBE_S)
 
     async def drain(self, timeout_s: float) -> None:
         """Wait until the queue is empty (at most ``timeout_s``), then stop the consumer."""

@@ -18,7 +18,7 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from opsnb.errors import ConfigError
 from opsnb.serving.app import ServeOptions, create_app
@@ -27,7 +27,7 @@ OPTIONS_ENV = "OPSNB_SERVE_OPTIONS"
 """Environment variable carrying :class:`ServeOptions` (JSON) to worker processes."""
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> ASGIApp:
     """Build the app from ``$OPSNB_SERVE_OPTIONS`` (how worker processes get their options)."""
     text = os.environ.get(OPTIONS_ENV)
     if not text:
