@@ -88,7 +88,7 @@ def started(command: list[str], port: int, body: bytes, env: dict[str, str]) -> 
             proc.wait()
 
 
-def servers(bundle: Path, log: Path, port: int) -> dict[str, list[str]]:
+def servers(bundle: Path, log: Path, port: int, budget: list[str]) -> dict[str, list[str]]:
     """The command line of each server under test, listening on ``port``."""
     uvicorn = [
         sys.executable,
@@ -113,8 +113,7 @@ def servers(bundle: Path, log: Path, port: int) -> dict[str, list[str]]:
         str(port),
         "--log",
         str(log),
-        "--budget-ms",  # half the p99 goal: overload is shed before it hurts p99
-        "25",
+        *budget,
     ]
     return {
         "handwritten pandas+predict": [*uvicorn, "baselines:handwritten_pandas"],
@@ -145,9 +144,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="per concurrency level")
     parser.add_argument("--sustain", type=float, default=60.0, help="sustained-load seconds")
     parser.add_argument("--out", default="serve_bench.json")
+    parser.add_argument("--budget-ms", type=float, help="opsnb's latency budget (default: its own)")
     args = parser.parse_args()
 
     run = Path(args.run).resolve()
+    budget = ["--budget-ms", str(args.budget_ms)] if args.budget_ms is not None else []
     bodies = bodies_from_run(run)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="opsnb-bench-") as tmp:
@@ -159,7 +160,7 @@ def main() -> int:
             "BENCH_SCHEMA": str(bundle / "schema.json"),
             "PATH": "/usr/bin:/bin",
         }
-        for name, command in servers(bundle, Path(tmp) / "log.sqlite", port).items():
+        for name, command in servers(bundle, Path(tmp) / "log.sqlite", port, budget).items():
             with started(command, port, bodies[0], env):
                 run_load(url, bodies, requests=300, concurrency=8, duration_s=10)  # warm-up
                 for concurrency in (1, 8, 64):

@@ -1,20 +1,24 @@
 """The real service on 127.0.0.1: predictions, refusals, feedback, metrics, OpenAPI, fuzzing."""
 
+import contextlib
 import json
 import re
 import select
 import socket
 import sqlite3
+import threading
+import time
 
 import numpy as np
 import pandas as pd
 import pytest
+import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.serving_support import running_server
+from tests.serving_support import Server, free_port, running_server
 
 from opsnb import predictor
-from opsnb.serving import loadtest
+from opsnb.serving import ServeOptions, create_app, loadtest
 
 pytestmark = pytest.mark.slow
 
@@ -218,3 +222,46 @@ def test_health_ready_metrics_and_openapi(server, records):
         "opsnb_model_info",
     ):
         assert name.encode() in text
+
+
+@pytest.fixture(scope="module")
+def in_process(serving_run, tmp_path_factory):
+    """The same app under uvicorn in a thread of this process (so coverage sees it)."""
+    port = free_port()
+    folder = tmp_path_factory.mktemp("in-process")
+    options = ServeOptions(bundle=str(serving_run), log_path=str(folder / "log.sqlite"))
+    server = uvicorn.Server(uvicorn.Config(create_app(options), port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    running = Server(port, None, folder / "log.sqlite", folder / "none")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if running.get("/ready")[0] == 200:
+                break
+        time.sleep(0.05)
+    yield running
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+def test_in_process_service_answers_refuses_and_reloads(in_process, serving_run, records):
+    status, answer = in_process.post("/predict", records[:3])
+    assert status == 200
+    rid = answer["predictions"][0]["request_id"]
+    assert in_process.post("/feedback", {"request_id": rid, "label": 0})[0] == 200
+    assert in_process.post("/feedback", b"{")[0] == 400
+    assert in_process.post("/predict", [])[0] == 422
+    assert in_process.call("POST", "/predict", b"{}", {"Content-Type": "text/csv"})[0] == 415
+    status, refused = in_process.post("/admin/reload", {"bundle": 7})
+    assert (status, refused["error"]) == (400, "syntax")
+    status, refused = in_process.post("/admin/reload", {"bundle": str(serving_run / "data")})
+    assert status == 409
+    assert (
+        "neither a run folder with bundle/manifest.json nor a bundle folder" in refused["message"]
+    )
+    status, reloaded = in_process.post("/admin/reload", b"")
+    assert (status, reloaded["model_version"]) == (200, answer["model_version"])
+    assert in_process.get("/openapi.json")[0] == 200
+    assert in_process.get("/docs")[0] == 200
+    assert b'opsnb_reloads_total{outcome="refused"} 1.0' in in_process.get("/metrics")[1]
