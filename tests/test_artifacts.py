@@ -14,9 +14,14 @@ def test_write_json_replaces_atomically_and_leaves_no_temp_file(tmp_path: Path) 
 
 def test_a_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
     path = write_json(tmp_path / "x.json", {"v": "old"})
-    with pytest.raises(RuntimeError), atomic_open(path) as handle:
-        handle.write('{"v": "half')
-        raise RuntimeError("disk full")
+
+    def interrupted_write() -> None:
+        with atomic_open(path) as handle:
+            handle.write('{"v": "half')
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        interrupted_write()
     assert read_json(path) == {"v": "old"}
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
 
@@ -52,7 +57,7 @@ def test_verify_refuses_a_tampered_artifact_and_names_the_producer(tmp_path: Pat
 
 
 def test_sealing_a_file_that_does_not_exist_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ArtifactError, match="cannot seal 'x.json': no such file"):
+    with pytest.raises(ArtifactError, match=r"cannot seal 'x\.json': no such file"):
         RunManifest.load(tmp_path).seal("x.json", stage="train")
 
 
