@@ -65,6 +65,9 @@ class ServeOptions:
         max_records: most records in one request.
         range_slack: how far past the training range values may go, in spans (None: any).
         drain_s: how long SIGTERM waits for admitted requests.
+        load_first: load the model before accepting connections (worker processes that share
+            a port do this, so none takes requests it cannot answer); otherwise the server
+            answers ``/health`` at once and ``/ready`` turns true once the model is loaded.
     """
 
     bundle: str
@@ -77,6 +80,7 @@ class ServeOptions:
     max_records: int = 1000
     range_slack: float | None = 1.0
     drain_s: float = 10.0
+    load_first: bool = False
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -125,7 +129,10 @@ class Service:
             budget_s=self.options.budget_ms / 1000,
         )
         self.batcher.start()
-        self._loader = asyncio.create_task(self._reload_logged())
+        if self.options.load_first:
+            await self._reload_logged()
+        else:
+            self._loader = asyncio.create_task(self._reload_logged())
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGHUP, self._on_sighup)

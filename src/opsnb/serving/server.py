@@ -1,7 +1,8 @@
 """Run the prediction service under uvicorn (uvloop and httptools when installed).
 
 One process by default. ``workers > 1`` starts that many processes sharing the port (uvicorn's
-supervisor); each loads the bundle itself and they append to one SQLite log. ``SIGTERM`` stops
+supervisor); each loads the bundle itself before it accepts connections, and they append to one
+SQLite log. ``SIGTERM`` stops
 admission, lets admitted requests finish for up to ``drain_s`` seconds and exits; ``SIGHUP``
 reloads the bundle (with several workers, uvicorn's supervisor restarts them one by one).
 After a drain the process exits with status 0.
@@ -58,5 +59,6 @@ def serve(
     if workers == 1:
         uvicorn.Server(uvicorn.Config(create_app(options), **common)).run()
         return
-    os.environ[OPTIONS_ENV] = json.dumps(dataclasses.asdict(options))
+    worker_options = dataclasses.replace(options, load_first=True)
+    os.environ[OPTIONS_ENV] = json.dumps(dataclasses.asdict(worker_options))
     uvicorn.run("opsnb.serving.server:app_from_env", factory=True, workers=workers, **common)
