@@ -15,10 +15,10 @@ import pytest
 import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.serving_support import Server, free_port, running_server
 
 from opsnb import predictor
 from opsnb.serving import ServeOptions, create_app, loadtest
+from tests.serving_support import Server, free_port, running_server
 
 pytestmark = pytest.mark.slow
 

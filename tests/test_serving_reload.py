@@ -2,10 +2,10 @@ import asyncio
 import shutil
 
 import pytest
-from tests.serving_support import copy_bundle
 
 from opsnb.errors import ArtifactError, OpsnbError
 from opsnb.serving.reload import ModelSlot, prepare, resolve_bundle
+from tests.serving_support import copy_bundle
 
 
 def tamper(bundle, *, truncate: bool = False):

@@ -8,13 +8,13 @@ import threading
 import time
 
 import pytest
-from tests.conftest import opsnb_cli
-from tests.serving_support import copy_bundle, running_server, wait_ready
 
 from opsnb.errors import ConfigError
 from opsnb.serving import loadtest
 from opsnb.serving.app import ServeOptions
 from opsnb.serving.server import app_from_env, serve
+from tests.conftest import opsnb_cli
+from tests.serving_support import copy_bundle, running_server, wait_ready
 
 pytestmark = pytest.mark.slow
 
