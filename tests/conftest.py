@@ -168,3 +168,13 @@ def categorical_bundle(tmp_path_factory, model_kinds, compile_cache) -> Path:
     bundle = tmp_path_factory.mktemp("bundles") / "categorical"
     bundle_of(model_kinds["categorical"], bundle, compile_cache)
     return bundle
+
+
+@pytest.fixture(scope="session")
+def serving_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run through 'operationalize' (a compiled bundle and its test split) for serving tests."""
+    runs = tmp_path_factory.mktemp("serving-runs")
+    result = opsnb_cli("run", "-q", "--run-id", "served", "--until", "operationalize",
+                       *small_args(), env={config.RUNS_ENV: str(runs)})  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return runs / "served"

@@ -10,12 +10,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 from tqdm import tqdm
 
-from opsnb import config, hygiene, pipeline
+from opsnb import config, hygiene, pipeline, predictor
 from opsnb.artifacts import write_json
 from opsnb.errors import ConfigError, OpsnbError
+from opsnb.serving import ServeOptions, loadtest, reload, serve
 from opsnb.stages import STAGES, Stage
 
 
@@ -125,6 +127,49 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    bundle = reload.resolve_bundle(args.run)
+    predictor.verify_bundle(bundle)  # refuse a tampered bundle before anything starts
+    options = ServeOptions(
+        bundle=args.run,
+        log_path=args.log,
+        log_sync=args.log_sync,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        budget_ms=args.budget_ms,
+        max_body=args.max_body,
+        max_records=args.max_records,
+        range_slack=None if args.range_slack < 0 else args.range_slack,
+        drain_s=args.drain_s,
+    )
+    print(f"serving {bundle} on http://{args.host}:{args.port} (SIGHUP reloads, SIGTERM drains)")
+    serve(options, host=args.host, port=args.port, workers=args.workers)
+    return 0
+
+
+def _cmd_loadtest(args: argparse.Namespace) -> int:
+    bodies = loadtest.bodies_from_run(args.run)
+    result = loadtest.run_load(
+        args.url,
+        bodies,
+        requests=args.requests,
+        concurrency=args.concurrency,
+        duration_s=args.duration,
+        rate=args.rate,
+    )
+    summary = result.summary()
+    if args.json:
+        print(orjson.dumps(summary).decode())
+        return 0
+    print(
+        f"{summary['requests']} requests at concurrency {args.concurrency} in "
+        f"{summary['wall_s']} s: {summary['throughput_rps']} ok/s, p50 {summary['p50_ms']} ms, "
+        f"p95 {summary['p95_ms']} ms, p99 {summary['p99_ms']} ms; statuses "
+        f"{summary['statuses']}, connection failures {summary['connection_failures']}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``opsnb``."""
     parser = argparse.ArgumentParser(prog="opsnb", description=__doc__)
@@ -168,6 +213,38 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-large", action="store_true", help="skip the 1,000-tree model")
     bench.add_argument("--json", help="also write every measurement to this JSON file")
     bench.set_defaults(handler=_cmd_bench)
+
+    srv = sub.add_parser("serve", help="serve a run's compiled model over HTTP")
+    srv.add_argument("run", help="run folder (runs/<id>, runs/latest) or bundle folder")
+    srv.add_argument("--host", default="127.0.0.1", help="interface to bind (default loopback)")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--workers", type=int, default=1, help="processes sharing the port")
+    srv.add_argument("--max-batch", type=int, default=256, help="most rows per predictor call")
+    srv.add_argument("--max-wait-ms", type=float, default=2.0, help="longest wait for batch-mates")
+    srv.add_argument("--budget-ms", type=float, default=250.0, help="latency budget; 503 past it")
+    srv.add_argument("--max-body", type=int, default=1 << 20, help="largest body in bytes")
+    srv.add_argument("--max-records", type=int, default=1000, help="most records per request")
+    srv.add_argument(
+        "--range-slack",
+        type=float,
+        default=1.0,
+        help="spans past the training range a value may go (negative: any float32)",
+    )
+    srv.add_argument("--drain-s", type=float, default=10.0, help="SIGTERM drain bound")
+    srv.add_argument("--log", help="SQLite prediction log (default: <run>/predictions.sqlite)")
+    srv.add_argument("--log-sync", default="NORMAL", choices=["OFF", "NORMAL", "FULL"])
+    srv.set_defaults(handler=_cmd_serve)
+
+    load = sub.add_parser("loadtest", help="load a local prediction service and time it")
+    load.add_argument("url", help="http://127.0.0.1:PORT/predict (loopback only)")
+    load.add_argument("--run", default=str(config.runs_root() / "latest"),
+                      help="run whose test split supplies the bodies")  # fmt: skip
+    load.add_argument("-n", "--requests", type=int, default=2000)
+    load.add_argument("-c", "--concurrency", type=int, default=8)
+    load.add_argument("--duration", type=float, default=60.0, help="time bound in seconds")
+    load.add_argument("--rate", type=float, help="open loop: requests per second")
+    load.add_argument("--json", action="store_true", help="print the summary as JSON")
+    load.set_defaults(handler=_cmd_loadtest)
 
     stages = sub.add_parser("stages", help="list the stages in order")
     stages.set_defaults(handler=_cmd_stages)

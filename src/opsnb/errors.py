@@ -63,3 +63,22 @@ class CompileError(OpsnbError):
 
 class ParityError(OpsnbError):
     """Compiled predictions differ from the reference beyond the tolerance."""
+
+
+class RequestError(OpsnbError):
+    """A request to the prediction service breaks the serving contract.
+
+    Attributes:
+        status: the HTTP status it is answered with (400 syntax, 413 size, 415 media type,
+            422 contract).
+        record: the index of the offending record in the request, when one is known.
+        field: the offending field, when one is known.
+    """
+
+    def __init__(
+        self, message: str, *, status: int, record: int | None = None, field: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.record = record
+        self.field = field

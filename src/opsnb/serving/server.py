@@ -1,0 +1,64 @@
+"""Run the prediction service under uvicorn (uvloop and httptools when installed).
+
+One process by default. ``workers > 1`` starts that many processes sharing the port (uvicorn's
+supervisor); each loads the bundle itself before it accepts connections, and they append to one
+SQLite log. ``SIGTERM`` stops
+admission, lets admitted requests finish for up to ``drain_s`` seconds and exits; ``SIGHUP``
+reloads the bundle (with several workers, uvicorn's supervisor restarts them one by one).
+After a drain the process exits with status 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import sys
+from types import FrameType
+from typing import Any
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from opsnb.errors import ConfigError
+from opsnb.serving.app import ServeOptions, create_app
+
+OPTIONS_ENV = "OPSNB_SERVE_OPTIONS"
+"""Environment variable carrying :class:`ServeOptions` (JSON) to worker processes."""
+
+
+def app_from_env() -> ASGIApp:
+    """Build the app from ``$OPSNB_SERVE_OPTIONS`` (how worker processes get their options)."""
+    text = os.environ.get(OPTIONS_ENV)
+    if not text:
+        raise ConfigError(f"${OPTIONS_ENV} is not set; start the service with 'opsnb serve'")
+    return create_app(ServeOptions(**json.loads(text)))
+
+
+def _exit_after_drain(signum: int, _: FrameType | None) -> None:
+    # uvicorn drains, restores this handler, then raises the signal again: exit normally
+    # (status 0, exit handlers run) instead of dying by the signal.
+    sys.exit(0)
+
+
+def serve(
+    options: ServeOptions, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1
+) -> None:
+    """Serve ``options.bundle`` on ``host:port`` until SIGTERM or SIGINT."""
+    if workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {workers}")
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": "warning",
+        "access_log": False,  # the prediction log is the access log; a line per request costs
+        "timeout_graceful_shutdown": max(1, round(options.drain_s)),
+    }
+    signal.signal(signal.SIGTERM, _exit_after_drain)
+    if workers == 1:
+        uvicorn.Server(uvicorn.Config(create_app(options), **common)).run()
+        return
+    worker_options = dataclasses.replace(options, load_first=True)
+    os.environ[OPTIONS_ENV] = json.dumps(dataclasses.asdict(worker_options))
+    uvicorn.run("opsnb.serving.server:app_from_env", factory=True, workers=workers, **common)

@@ -1,0 +1,135 @@
+import json
+import math
+
+import numpy as np
+import pytest
+
+from opsnb.errors import RequestError
+from opsnb.serving.contract import RequestContract, allowed_range, parse_feedback
+
+SCHEMA = {
+    "task": "binary",
+    "features": [
+        {"name": "age", "kind": "numeric", "nullable": True, "min": 18.0, "max": 80.0},
+        {"name": "score", "kind": "numeric", "nullable": False, "min": 300.0, "max": 850.0},
+        {
+            "name": "home",
+            "kind": "categorical",
+            "nullable": False,
+            "categories": ["OWN", "RENT", "MORTGAGE"],
+        },
+    ],
+}
+GOOD = {"age": 40, "score": 700.5, "home": "RENT"}
+
+
+@pytest.fixture
+def contract() -> RequestContract:
+    return RequestContract(SCHEMA, max_records=3)
+
+
+def body(data) -> bytes:
+    return json.dumps(data).encode()
+
+
+def test_one_record_becomes_a_float32_row_in_schema_order(contract):
+    rows, records = contract.parse(body({"home": "MORTGAGE", "score": 700.5, "age": None}))
+    assert rows.dtype == np.float32
+    assert rows.shape == (1, 3)
+    assert math.isnan(rows[0, 0])
+    assert rows[0, 1:].tolist() == [700.5, 2.0]  # category code = position in categories
+    assert records == [{"home": "MORTGAGE", "score": 700.5, "age": None}]
+
+
+def test_a_list_of_records_keeps_its_order(contract):
+    rows, _ = contract.parse(body([GOOD, {**GOOD, "age": 18}, {**GOOD, "home": "OWN"}]))
+    assert rows[:, 0].tolist() == [40.0, 18.0, 40.0]
+    assert rows[:, 2].tolist() == [1.0, 1.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "message"),
+    [
+        (b"{", 400, r"request body is not valid JSON"),
+        (b"\xff\xfe", 400, r"not valid JSON"),
+        (b'{"age": NaN}', 400, r"not valid JSON"),
+        (b'{"age": 1e400}', 400, r"not valid JSON"),
+        (b"[" * 2000 + b"]" * 2000, 400, r"not valid JSON"),
+        (b"[]", 422, r"empty array; expected at least one record"),
+        (b'"hello"', 422, r"request body is a string; expected a record object"),
+        (b"42", 422, r"request body is a number"),
+        (b"null", 422, r"request body is null"),
+        (body([GOOD] * 4), 413, r"holds 4 records; at most 3 are accepted per request"),
+        (body([GOOD, 7]), 422, r"record 1 is a number; expected an object keyed by feature name"),
+        (body({"age": 40, "home": "RENT"}), 422, r"record 0 lacks field\(s\) 'score'"),
+        (body({**GOOD, "zip": "123"}), 422, r"record 0 has unknown field\(s\) 'zip'"),
+        (
+            body({**GOOD, "score": "700"}),
+            422,
+            r"record 0: field 'score' = \"700\" \(a string\); expected a number in \[-250, 1400\]",
+        ),
+        (body({**GOOD, "score": True}), 422, r"field 'score' = true \(a boolean\)"),
+        (body({**GOOD, "score": None}), 422, r"field 'score' = null \(null\); expected a number"),
+        (body({**GOOD, "score": [700]}), 422, r"field 'score' = \[700\] \(an array\)"),
+        (body({**GOOD, "score": 1e39}), 422, r"outside the float32 range"),
+        (body({**GOOD, "score": -3.5e38}), 422, r"outside the float32 range"),
+        (
+            body({**GOOD, "score": 5000}),
+            422,
+            r"= 5000 \(a number\); expected a number in "
+            r"\[-250, 1400\] \(training range widened",
+        ),
+        (
+            body({**GOOD, "home": "CASTLE"}),
+            422,
+            r"field 'home' = \"CASTLE\" \(a string\); expected one of \"OWN\", \"RENT\", "
+            r"\"MORTGAGE\": unknown category",
+        ),
+        (body({**GOOD, "home": 1}), 422, r"field 'home' = 1 \(a number\); expected one of"),
+        (body({**GOOD, "home": None}), 422, r"field 'home' = null \(null\)"),
+        (body([GOOD, GOOD, {**GOOD, "age": "x"}]), 422, r"^record 2: field 'age'"),
+    ],
+)
+def test_bad_bodies_are_refused_with_status_and_a_precise_message(
+    contract, payload, status, message
+):
+    with pytest.raises(RequestError, match=message) as caught:
+        contract.parse(payload)
+    assert caught.value.status == status
+
+
+def test_the_refusal_names_record_and_field(contract):
+    with pytest.raises(RequestError) as caught:
+        contract.parse(body([GOOD, {**GOOD, "home": "CASTLE"}]))
+    assert (caught.value.record, caught.value.field) == (1, "home")
+
+
+def test_long_values_are_shortened_in_messages(contract):
+    with pytest.raises(RequestError, match=r"\.\.\. \(a string\)"):
+        contract.parse(body({**GOOD, "home": "x" * 10_000}))
+
+
+def test_range_slack_none_accepts_any_float32():
+    contract = RequestContract(SCHEMA, range_slack=None)
+    rows, _ = contract.parse(body({**GOOD, "score": 3e38}))
+    assert rows[0, 1] == np.float32(3e38)
+    assert allowed_range(SCHEMA["features"][1], None)[1] == pytest.approx(3.4028235e38)
+
+
+def test_range_slack_widens_by_the_span_and_a_constant_feature_by_one():
+    assert allowed_range(SCHEMA["features"][1], 0.5) == (25.0, 1125.0)
+    flat = {"name": "c", "kind": "numeric", "min": 5.0, "max": 5.0}
+    assert allowed_range(flat, 2.0) == (3.0, 7.0)
+
+
+def test_feedback_body_is_a_request_id_and_a_finite_label():
+    assert parse_feedback(b'{"request_id": "abc", "label": 1}') == ("abc", 1.0)
+    with pytest.raises(RequestError, match=r"exactly the fields \"request_id\""):
+        parse_feedback(b'{"request_id": "abc"}')
+    with pytest.raises(RequestError, match=r"field 'label' = \"yes\" \(a string\); expected a fin"):
+        parse_feedback(b'{"request_id": "abc", "label": "yes"}')
+    with pytest.raises(RequestError, match=r"field 'request_id' = 7"):
+        parse_feedback(b'{"request_id": 7, "label": 0}')
+    with pytest.raises(RequestError, match="not valid JSON") as caught:
+        parse_feedback(b"{")
+    assert caught.value.status == 400

@@ -1,0 +1,71 @@
+import asyncio
+import shutil
+
+import pytest
+
+from opsnb.errors import ArtifactError, OpsnbError
+from opsnb.serving.reload import ModelSlot, prepare, resolve_bundle
+from tests.serving_support import copy_bundle
+
+
+def tamper(bundle, *, truncate: bool = False):
+    library = bundle / "model.so"
+    data = bytearray(library.read_bytes())
+    if truncate:
+        del data[len(data) // 2 :]
+    else:
+        data[len(data) // 2] ^= 0xFF
+    library.write_bytes(bytes(data))
+    return bundle
+
+
+def test_a_run_folder_and_a_bundle_folder_both_resolve_to_the_bundle(serving_run):
+    assert resolve_bundle(serving_run) == serving_run / "bundle"
+    assert resolve_bundle(serving_run / "bundle") == serving_run / "bundle"
+
+
+def test_a_folder_without_a_bundle_is_refused_with_the_fix(tmp_path):
+    with pytest.raises(
+        ArtifactError,
+        match=r"neither a run folder with bundle/manifest.json nor"
+        r" a bundle folder; run the pipeline through 'operationalize'",
+    ):
+        resolve_bundle(tmp_path)
+
+
+def test_prepare_loads_checks_and_warms_a_bundle(serving_run):
+    served = prepare(serving_run, warm_rows=8)
+    try:
+        assert served.output == "probability"
+        assert len(served.version) == 12
+        assert served.contract.names == [f["name"] for f in served.model.schema["features"]]
+    finally:
+        served.model.close()
+
+
+@pytest.mark.parametrize("truncate", [False, True])
+def test_a_tampered_or_truncated_library_is_refused(serving_run, tmp_path, truncate):
+    bundle = tamper(copy_bundle(serving_run, tmp_path / "b"), truncate=truncate)
+    with pytest.raises(ArtifactError, match=r"bundle file model.so does not match manifest.json"):
+        prepare(bundle)
+
+
+def test_a_refused_reload_keeps_the_old_model_serving(serving_run, tmp_path):
+    bad = tamper(copy_bundle(serving_run, tmp_path / "bad"))
+    other = copy_bundle(serving_run, tmp_path / "other", version="f" * 64)
+
+    async def main():
+        slot = ModelSlot(serving_run, warm_rows=4)
+        first = await slot.reload()
+        with pytest.raises(OpsnbError, match=r"does not match manifest\.json"):
+            await slot.reload(bad)
+        kept, error = slot.current, slot.last_error
+        second = await slot.reload(other)
+        slot.close()
+        return first, kept, error, second
+
+    first, kept, error, second = asyncio.run(main())
+    assert kept is first
+    assert "model.so does not match" in error
+    assert second.version == "f" * 12
+    shutil.rmtree(tmp_path / "bad")
