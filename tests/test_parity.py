@@ -57,3 +57,16 @@ def test_a_file_that_is_not_golden_is_named(tmp_path):
     (tmp_path / "g.json").write_text('{"rows": [[1]]}')
     with pytest.raises(ArtifactError, match=r"g.json is not a golden file: 'expected'"):
         read_golden(tmp_path / "g.json")
+
+
+def test_large_outputs_are_compared_relative_to_their_size():
+    reference = np.array([0.5, 150.0, -2000.0])
+    rounding = reference + np.array([5e-6, 1.2e-4, -0.015])  # float32 rounding at each scale
+    report = parity_report(reference, rounding, tolerance=1e-5)
+    assert report["passed"] is True
+    assert report["max_abs_diff"] == pytest.approx(0.015)
+    wrong = parity_report(reference, reference + np.array([0.0, 0.01, 0.0]), tolerance=1e-5)
+    assert wrong["passed"] is False
+    assert wrong["worst_row"] == 1
+    with pytest.raises(ParityError, match=r"differ from xgboost by 0.01 at row 1: 150.01 vs 150"):
+        check_parity(wrong)
