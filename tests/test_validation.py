@@ -111,3 +111,14 @@ def test_to_matrix_encodes_categories_by_position_and_unknown_as_nan() -> None:
     matrix = validation.to_matrix(rows, schema)
     np.testing.assert_array_equal(matrix[:, 1], [2, np.nan, np.nan])
     np.testing.assert_array_equal(matrix[:, 0], [1.5, 2.0, np.nan])
+
+
+def test_to_matrix_refuses_values_float32_cannot_hold() -> None:
+    schema = {"features": [{"name": "income", "kind": "numeric", "nullable": True}]}
+    frame = pd.DataFrame({"income": [1.0, np.nan, 1e39, -np.inf]})
+    with pytest.raises(
+        SchemaError,
+        match=r"feature 'income' row 2 has value 1e\+39 outside the "
+        r"float32 range ±3.403e\+38 the compiled model accepts \(2 such rows\)",
+    ):
+        validation.to_matrix(frame, schema)

@@ -345,9 +345,20 @@ def to_matrix(frame: pd.DataFrame, schema: dict[str, Any]) -> np.ndarray:
             )
             out[:, j] = mapped.to_numpy(dtype=np.float32, na_value=np.nan)
         else:
-            out[:, j] = pd.to_numeric(column, errors="coerce").to_numpy(
-                dtype=np.float32, na_value=np.nan
+            numbers = pd.to_numeric(column, errors="coerce").to_numpy(
+                dtype=np.float64, na_value=np.nan
             )
+            # Compiled trees predict silently on ±inf: refuse what float32 cannot hold.
+            outside = np.flatnonzero(np.abs(numbers) > FLOAT32_MAX)
+            if outside.size:
+                row = int(outside[0])
+                raise SchemaError(
+                    f"feature {feature['name']!r} row {row} has value {float(numbers[row])!r} outside "
+                    f"the float32 range ±{FLOAT32_MAX:.4g} the compiled model accepts "
+                    f"({outside.size} such rows)",
+                    column=feature["name"],
+                )
+            out[:, j] = numbers
     return out
 
 
