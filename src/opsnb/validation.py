@@ -352,8 +352,9 @@ def to_matrix(frame: pd.DataFrame, schema: dict[str, Any]) -> np.ndarray:
             outside = np.flatnonzero(np.abs(numbers) > FLOAT32_MAX)
             if outside.size:
                 row = int(outside[0])
+                value = float(numbers[row])
                 raise SchemaError(
-                    f"feature {feature['name']!r} row {row} has value {float(numbers[row])!r} outside "
+                    f"feature {feature['name']!r} row {row} has value {value!r} outside "
                     f"the float32 range ±{FLOAT32_MAX:.4g} the compiled model accepts "
                     f"({outside.size} such rows)",
                     column=feature["name"],
