@@ -77,6 +77,21 @@ def test_a_bad_value_in_a_threaded_batch_is_named_by_its_row_in_the_whole_batch(
         model.predict(x)
 
 
+def test_a_threaded_batch_scores_every_row_exactly_once(model, monkeypatch):
+    scored: list[tuple[int, int]] = []
+    real = model._native.predict_into
+
+    def recording(x, out, **kwargs):  # our own dispatch under watch; the library call is real
+        scored.append((kwargs.get("row_offset", 0), len(x)))
+        real(x, out, **kwargs)
+
+    monkeypatch.setattr(model._native, "predict_into", recording)
+    x = np.random.default_rng(0).normal(size=(5000, 5)).astype(np.float32)
+    out = model.predict(x)
+    assert sorted(scored) == [(0, 2500), (2500, 2500)]  # two threads, no row twice
+    assert np.isfinite(out).all()
+
+
 def test_many_threads_at_once_get_what_one_thread_gets(model, model_kinds):
     x = model_kinds["categorical"].x
     batches = [x[i : i + n] for i, n in [(0, 1), (5, 16), (100, 700), (0, 3000), (7, 2500)]]

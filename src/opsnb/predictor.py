@@ -143,9 +143,10 @@ class CompiledModel:
             self._native.predict_into(x, out)
             return out
         bounds = np.linspace(0, n, parts + 1).astype(int)
+        # The pool scores every part but the first; the calling thread scores the first.
         futures = [
             self._pool.submit(self._native.predict_into, x[a:b], out[a:b], row_offset=a)
-            for a, b in itertools.pairwise(bounds)
+            for a, b in itertools.pairwise(bounds[1:])
         ]
         self._native.predict_into(x[: bounds[1]], out[: bounds[1]])
         for future in futures:
