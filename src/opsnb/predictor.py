@@ -17,6 +17,7 @@ import itertools
 import os
 import shutil
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,18 @@ from opsnb.native import NativeModel, private_copy
 from opsnb.parity import check_parity, parity_report, read_golden
 from opsnb.validation import feature_names, to_matrix
 
-MIN_ROWS_PER_THREAD = 512
-"""Below this many rows per thread a batch runs on the calling thread alone (handoff costs more)."""
+PART_BUDGET_S = 100e-6
+"""A thread takes a part of a batch only if scoring that part costs at least this long: handing
+rows to another thread costs tens of microseconds, which a smaller part would not pay back."""
 
 SMALL_BATCH = 64
 """Batches up to this size go through per-thread buffers allocated once (no per-call setup)."""
+
+
+def _timed(fn: Any, *args: Any) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
 
 
 def verify_bundle(bundle_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -102,6 +110,16 @@ class CompiledModel:
         self.threads = threads
         self._pool = ThreadPoolExecutor(threads - 1, "opsnb-predict") if threads > 1 else None
         self._local = threading.local()
+        self.min_rows_per_thread = self._rows_worth_a_thread() if self._pool else 0
+        """Measured at load: a 100-tree model needs a few hundred rows per thread, a
+        1,000-tree one a dozen (see :data:`PART_BUDGET_S`)."""
+
+    def _rows_worth_a_thread(self) -> int:
+        """Time this model per row (best of 3 on 256 rows) and turn the budget into rows."""
+        x = np.zeros((256, self.n_features), np.float32)
+        out = np.empty(len(x), np.float64)
+        best = min(_timed(self._native.predict_into, x, out) for _ in range(3))
+        return int(np.clip(np.ceil(PART_BUDGET_S / (best / len(x))), 8, 4096))
 
     def __repr__(self) -> str:
         return f"CompiledModel(version={self.version!r}, threads={self.threads})"
@@ -138,7 +156,7 @@ class CompiledModel:
         if n <= SMALL_BATCH:
             return self._predict_small(x, n)
         out = np.empty(n, np.float64)
-        parts = min(self.threads, n // MIN_ROWS_PER_THREAD)
+        parts = min(self.threads, n // self.min_rows_per_thread) if self._pool else 1
         if self._pool is None or parts < 2:
             self._native.predict_into(x, out)
             return out
