@@ -5,9 +5,8 @@ Three kinds of source:
 - ``loans``: the built-in seeded loan-applications generator (:mod:`opsnb.loans`);
 - ``breast_cancer`` (binary) and ``diabetes`` (regression): real data sets that ship with
   scikit-learn, read from its installed files (no download);
-- a path to a CSV or Parquet file, with ``target`` naming the label column. CSV is read as found
-  in the wild: ``,`` or ``, `` separators, a header row or none (``columns`` then names the
-  columns), ``?``, ``NA`` or an empty field as a missing value.
+- a path to a CSV or Parquet file, with ``target`` naming the label column, read by
+  :mod:`opsnb.tables`.
 
 Once the target is seen the task is resolved (:func:`resolve_labels`): two distinct values make
 a binary problem (string labels such as ``yes``/``no`` or ``>50K``/``<=50K`` are mapped to 0/1
@@ -16,27 +15,24 @@ and the mapping is recorded), more numeric values a regression; a forced task is
 
 from __future__ import annotations
 
-import io
 import re
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from opsnb.artifacts import sha256_bytes, sha256_file
+from opsnb.artifacts import sha256_bytes
 from opsnb.errors import ConfigError, DataError
 from opsnb.loans import LOANS_TARGET, LOANS_TIMESTAMP, loan_applications, production_stream
 from opsnb.loans import scenario as loans_scenario
+from opsnb.tables import CSV_SUFFIXES, PARQUET_SUFFIXES, read_table
 
 BUILTIN = ("loans", "breast_cancer", "diabetes")
 """Built-in data sets by the name the ``dataset`` parameter uses."""
 AUTO = "auto"
-CSV_SUFFIXES = (".csv", ".txt")
-PARQUET_SUFFIXES = (".parquet", ".pq")
-MISSING_TOKENS = ("?", "NA", "")
 """Field values read as missing, besides pandas' defaults (``NaN``, ``null``, ``N/A``, ...)."""
 POSITIVE_LABELS = frozenset({"1", "yes", "y", "true", "t", "positive", "pos"})
 """String labels taken as the positive class (compared in lower case)."""
@@ -159,117 +155,6 @@ def _builtin(
         "sklearn": version("scikit-learn"),
     }
     return frame, target, None, f"sklearn:{name}", provenance
-
-
-def read_table(
-    path: Path, *, columns: list[str] | str | None = None
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Read a CSV or Parquet file; return the frame and its provenance (hash, size, options).
-
-    Raises:
-        DataError: the path does not exist or is not a file; the file is empty, not CSV or
-            Parquet, not UTF-8 text, has a header but no rows, or its columns disagree with
-            ``columns``.
-    """
-    if not path.exists():
-        raise DataError(f"dataset file {path} does not exist; check the path (cwd: {Path.cwd()})")
-    if not path.is_file():
-        raise DataError(f"dataset {path} is not a file; give a .csv or .parquet file")
-    suffix = path.suffix.lower()
-    if suffix not in CSV_SUFFIXES + PARQUET_SUFFIXES:
-        raise DataError(
-            f"dataset file {path.name} is neither CSV nor Parquet (suffix {suffix or 'none'!r}); "
-            f"expected one of {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}"
-        )
-    size = path.stat().st_size
-    if size == 0:
-        raise DataError(f"dataset file {path} is empty (0 bytes); expected a header and rows")
-    names = _column_list(columns)
-    provenance: dict[str, Any] = {
-        "path": str(path.resolve()),
-        "size_bytes": size,
-        "file_sha256": sha256_file(path),
-    }
-    if suffix in PARQUET_SUFFIXES:
-        frame = _read_parquet(path)
-        provenance["format"] = "parquet"
-    else:
-        frame = _read_csv(path, names)
-        provenance.update(
-            format="csv",
-            separator=", or ,",
-            missing_tokens=list(MISSING_TOKENS),
-            header=names is None,
-        )
-    if frame.empty:
-        raise DataError(
-            f"dataset file {path.name} has a header ({len(frame.columns)} columns) but no data "
-            "rows; expected at least one row"
-        )
-    return frame, provenance
-
-
-def _column_list(columns: list[str] | str | None) -> list[str] | None:
-    if not columns:
-        return None
-    names = [c.strip() for c in columns.split(",")] if isinstance(columns, str) else columns
-    return [str(c) for c in names]
-
-
-def _read_parquet(path: Path) -> pd.DataFrame:
-    import pyarrow  # noqa: PLC0415 (only to name its error type)
-
-    try:
-        return pd.read_parquet(path)
-    except (pyarrow.ArrowException, OSError) as exc:
-        raise DataError(f"dataset file {path.name} is not a readable Parquet file: {exc}") from exc
-
-
-def _read_csv(path: Path, names: list[str] | None) -> pd.DataFrame:
-    data = path.read_bytes()
-    if b"\x00" in data[:4096]:
-        raise DataError(
-            f"dataset file {path.name} holds binary data (NUL bytes), not CSV text; "
-            "export it as CSV or Parquet"
-        )
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise DataError(
-            f"dataset file {path.name} is not UTF-8: byte 0x{data[exc.start]:02x} at offset "
-            f"{exc.start} (line {line}); re-save it as UTF-8 "
-            f"(e.g. iconv -f latin1 -t utf-8 {path.name})"
-        ) from exc
-    if not text.strip():
-        raise DataError(f"dataset file {path.name} holds only whitespace; expected CSV rows")
-    header: Literal["infer"] | int | None = "infer"
-    if names:
-        first = [f.strip() for f in text.lstrip().split("\n", 1)[0].split(",")]
-        if len(first) != len(names):
-            raise DataError(
-                f"dataset file {path.name} has {len(first)} fields per row but columns names "
-                f"{len(names)}: {', '.join(names)}; give one name per field"
-            )
-        header = 0 if first == names else None  # a header row that repeats the names is skipped
-    try:
-        frame = pd.read_csv(
-            io.StringIO(text),
-            sep=",",
-            skipinitialspace=True,
-            na_values=list(MISSING_TOKENS),
-            header=header,
-            names=names,
-        )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
-        raise DataError(f"dataset file {path.name} is not valid CSV: {exc}") from exc
-    unnamed = [c for c in frame.columns if str(c).startswith("Unnamed: ")]
-    if unnamed:
-        raise DataError(
-            f"dataset file {path.name} has {len(unnamed)} column(s) without a name in its header; "
-            "name every column, or pass -p columns a,b,... for a file without a header"
-        )
-    return frame
 
 
 def resolve_labels(
