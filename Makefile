@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	$(BIN)/python -c "from opsnb.pipeline import ensure_kernel; ensure_kernel()"
+	$(BIN)/python -c "from opsnb.kernels import ensure_kernel; ensure_kernel()"
 	touch $(STAMP)
 
 ## make run: the whole pipeline on the built-in data into runs/<run-id>/

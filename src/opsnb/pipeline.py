@@ -16,7 +16,6 @@ import os
 import resource
 import secrets
 import shutil
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,12 +31,11 @@ from opsnb import config
 from opsnb.artifacts import (
     RunManifest,
     now_iso,
-    read_json,
     sha256_file,
     sha256_json,
-    write_json,
 )
 from opsnb.errors import ArtifactError, ConfigError, StageError
+from opsnb.kernels import ensure_kernel
 from opsnb.stages import STAGES, Stage, StageContext, stage_by_name
 
 log = logging.getLogger(__name__)
@@ -45,7 +43,6 @@ log = logging.getLogger(__name__)
 PIPELINE_ENV = "OPSNB_PIPELINE"
 """Set in a stage kernel's environment while the runner executes it."""
 
-KERNEL_NAME = "opsnb"
 RESERVED_PARAMETERS = frozenset({"run_dir"})
 
 
@@ -180,36 +177,6 @@ def _copy(src: Path, dst: Path) -> None:
     """
     dst.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(src, dst)
-
-
-# -- kernels ---------------------------------------------------------------------------------
-def kernel_spec() -> dict[str, Any]:
-    """The kernelspec of the ``opsnb`` kernel: this Python, quiet about its own transport."""
-    return {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
-                 "--IPKernelApp.log_level=ERROR"],
-        "display_name": "Python (opsnb)",
-        "language": "python",
-        "metadata": {"debugger": True},
-    }  # fmt: skip
-
-
-def ensure_kernel() -> str:
-    """Make papermill run notebooks with *this* Python: a kernelspec in ``sys.prefix``.
-
-    ``JUPYTER_PATH`` is pointed there first so a user-wide kernel of the same name elsewhere
-    cannot win. Returns the kernel name.
-    """
-    share = Path(sys.prefix) / "share" / "jupyter"
-    spec_file = share / "kernels" / KERNEL_NAME / "kernel.json"
-    wanted = kernel_spec()
-    if not spec_file.is_file() or read_json(spec_file) != wanted:
-        write_json(spec_file, wanted)
-        log.info("installed the %s kernel for %s", KERNEL_NAME, sys.executable)
-    paths = os.environ.get("JUPYTER_PATH", "").split(os.pathsep)
-    if str(share) not in paths:
-        os.environ["JUPYTER_PATH"] = os.pathsep.join([str(share), *filter(None, paths)])
-    return KERNEL_NAME
 
 
 # -- running ---------------------------------------------------------------------------------
