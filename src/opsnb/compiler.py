@@ -12,15 +12,18 @@ against XGBoost and Treelite on the test split and the golden edge rows, and wri
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
@@ -125,6 +128,27 @@ def toolchain_version(toolchain: str = "gcc") -> str:
     return done.stdout.splitlines()[0].strip()
 
 
+@contextlib.contextmanager
+def _native_stderr_to_log() -> Iterator[None]:
+    """Send what native code writes to stderr (fd 2) to this module's log at DEBUG.
+
+    TL2cgen embeds an older Treelite that prints a version notice on every model it reads from
+    a newer one (expected: DESIGN.md pins them so); users should not see it on every compile.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            for line in sink.read().decode(errors="replace").splitlines():
+                log.debug("native: %s", line)
+
+
 def generate_source(
     model: treelite.Model,
     src_dir: str | os.PathLike[str],
@@ -139,7 +163,8 @@ def generate_source(
     if annotation is not None:
         params["annotate_in"] = os.fspath(annotation)
     try:
-        tl2cgen.generate_c_code(model, dirpath=str(src), params=params)
+        with _native_stderr_to_log():
+            tl2cgen.generate_c_code(model, dirpath=str(src), params=params)
     except Exception as exc:
         raise CompileError(f"TL2cgen could not generate C code into {src}: {exc}") from exc
     made = sorted(p.name for p in src.glob("tu*.c"))
