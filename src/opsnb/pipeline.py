@@ -121,7 +121,9 @@ def route_parameters(
 def code_hash() -> str:
     """Hash of opsnb's own source, so a code change re-runs the stages (content, not mtime)."""
     package = Path(__file__).parent
-    return sha256_json({p.name: sha256_file(p) for p in sorted(package.rglob("*.py"))})
+    return sha256_json(
+        {str(p.relative_to(package)): sha256_file(p) for p in sorted(package.rglob("*.py"))}
+    )
 
 
 def fingerprint(stage: Stage, params: Mapping[str, Any], inputs: Mapping[str, str]) -> str:
@@ -266,11 +268,13 @@ def _run_stage(
     t0 = time.perf_counter()
     manifest = RunManifest.load(folder)
     try:
-        inputs = {rel: sha256_file(manifest.verify(rel)) for rel in stage.consumes}
+        for rel in stage.consumes:
+            manifest.verify(rel)  # hashes the file and checks it against its seal
     except ArtifactError as exc:
         raise StageError(
             f"stage '{stage.name}' cannot start: {exc}", stage=stage.name, run_id=folder.name
         ) from exc
+    inputs = {rel: manifest.artifacts[rel]["sha256"] for rel in stage.consumes}
     fp = fingerprint(stage, params, inputs)
     if not force and _succeeded_with(manifest, stage, fp):
         return StageOutcome(stage.name, "unchanged", time.perf_counter() - t0)
