@@ -339,11 +339,11 @@ def to_matrix(frame: pd.DataFrame, schema: dict[str, Any]) -> np.ndarray:
     for j, feature in enumerate(schema["features"]):
         column = frame[feature["name"]]
         if feature["kind"] == "categorical":
-            codes = {c: i for i, c in enumerate(feature["categories"])}
-            mapped = column.astype("object").map(
-                lambda v, codes=codes: codes.get(str(v), np.nan) if pd.notna(v) else np.nan
-            )
-            out[:, j] = mapped.to_numpy(dtype=np.float32, na_value=np.nan)
+            # Vectorised: a category's code is its position; unknown or missing -> -1 -> NaN.
+            index = pd.Index(feature["categories"])
+            codes = index.get_indexer(column.astype("string")).astype(np.float32)
+            codes[codes < 0] = np.nan
+            out[:, j] = codes
         else:
             numbers = pd.to_numeric(column, errors="coerce").to_numpy(
                 dtype=np.float64, na_value=np.nan
