@@ -84,7 +84,7 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         "operationalize",
-        "05_operationalize.ipynb",
+        "06_operationalize.ipynb",
         ("schema.json", "model/model.ubj", "data/test.parquet"),
         (
             "bundle/model.so",
@@ -100,7 +100,7 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         "monitor",
-        "06_monitor.ipynb",
+        "07_monitor.ipynb",
         (
             "problem.json",
             "schema.json",
