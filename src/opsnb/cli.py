@@ -14,10 +14,11 @@ import orjson
 import yaml
 from tqdm import tqdm
 
-from opsnb import config, hygiene, pipeline, predictor
+from opsnb import config, hygiene, pipeline, signing
 from opsnb.artifacts import write_json
 from opsnb.errors import ConfigError, OpsnbError
 from opsnb.serving import ServeOptions, loadtest, reload, serve
+from opsnb.serving.store import ModelStore, Trust
 from opsnb.stages import STAGES, Stage
 
 
@@ -127,9 +128,26 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token(env: str, path: str | None) -> str | None:
+    if path:
+        return Path(path).read_text().strip() or None
+    return os.environ.get(env) or None
+
+
+def _cmd_key(args: argparse.Namespace) -> int:
+    key = signing.project_key()
+    print(f"# project signing key: {config.signing_key_path()} (keep it private)")
+    print(f"# key id {signing.key_id(key.public_key())}; give this public key to servers")
+    print("# (--trust-key FILE or $OPSNB_TRUSTED_KEYS) that load bundles built here:")
+    print(signing.public_pem(key).decode(), end="")
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
-    bundle = reload.resolve_bundle(args.run)
-    predictor.verify_bundle(bundle)  # refuse a tampered bundle before anything starts
+    store = ModelStore.serving(args.run, args.store)
+    bundle = store.resolve(None)
+    trust = Trust.default(tuple(args.trust_key), allow_unsigned=args.allow_unsigned)
+    reload.verify(bundle, trust)  # refuse an untrusted or tampered bundle before anything starts
     options = ServeOptions(
         bundle=args.run,
         log_path=args.log,
@@ -141,6 +159,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_records=args.max_records,
         range_slack=None if args.range_slack < 0 else args.range_slack,
         drain_s=args.drain_s,
+        store=args.store,
+        trust_keys=tuple(args.trust_key),
+        allow_unsigned=args.allow_unsigned,
+        admin_token=_token(config.ADMIN_TOKEN_ENV, args.admin_token_file),
+        feedback_token=_token(config.FEEDBACK_TOKEN_ENV, args.feedback_token_file),
+        allowed_hosts=tuple(args.allowed_host),
+        body_timeout_s=args.body_timeout_s,
+        header_timeout_s=args.header_timeout_s,
+        max_connections=args.max_connections,
     )
     print(f"serving {bundle} on http://{args.host}:{args.port} (SIGHUP reloads, SIGTERM drains)")
     serve(options, host=args.host, port=args.port, workers=args.workers)
@@ -168,6 +195,44 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
         f"{summary['statuses']}, connection failures {summary['connection_failures']}"
     )
     return 0
+
+
+def _add_serve(sub: Any) -> None:
+    """The ``opsnb serve`` options."""
+    srv = sub.add_parser("serve", help="serve a run's compiled model over HTTP")
+    srv.add_argument("run", help="run folder (runs/<id>, runs/latest) or bundle folder")
+    srv.add_argument("--host", default="127.0.0.1", help="interface to bind (default loopback)")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--workers", type=int, default=1, help="processes sharing the port")
+    srv.add_argument("--max-batch", type=int, default=256, help="most rows per predictor call")
+    srv.add_argument("--max-wait-ms", type=float, default=2.0, help="longest wait for batch-mates")
+    srv.add_argument("--budget-ms", type=float, default=250.0, help="latency budget; 503 past it")
+    srv.add_argument("--max-body", type=int, default=1 << 20, help="largest body in bytes")
+    srv.add_argument("--max-records", type=int, default=1000, help="most records per request")
+    srv.add_argument(
+        "--range-slack",
+        type=float,
+        default=1.0,
+        help="spans past the training range a value may go (negative: any float32)",
+    )
+    srv.add_argument("--drain-s", type=float, default=10.0, help="SIGTERM drain bound")
+    srv.add_argument("--log", help="SQLite prediction log (default: <run>/predictions.sqlite)")
+    srv.add_argument("--log-sync", default="NORMAL", choices=["OFF", "NORMAL", "FULL"])
+    srv.add_argument("--store", help="model store reloads pick versions from")
+    srv.add_argument("--trust-key", action="append", default=[], metavar="PEM",
+                     help="also trust bundles signed by this public key")  # fmt: skip
+    srv.add_argument("--allow-unsigned", action="store_true",
+                     help="load bundles without a trusted signature")  # fmt: skip
+    srv.add_argument("--admin-token-file",
+                     help=f"admin token (or ${config.ADMIN_TOKEN_ENV}); none: off")  # fmt: skip
+    srv.add_argument("--feedback-token-file",
+                     help=f"token /feedback needs (or ${config.FEEDBACK_TOKEN_ENV})")  # fmt: skip
+    srv.add_argument("--allowed-host", action="append", default=[],
+                     help="host name admin requests may carry in Host")  # fmt: skip
+    srv.add_argument("--body-timeout-s", type=float, default=10.0, help="408 past it")
+    srv.add_argument("--header-timeout-s", type=float, default=10.0, help="close past it")
+    srv.add_argument("--max-connections", type=int, default=1024, help="503 past it")
+    srv.set_defaults(handler=_cmd_serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,26 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", help="also write every measurement to this JSON file")
     bench.set_defaults(handler=_cmd_bench)
 
-    srv = sub.add_parser("serve", help="serve a run's compiled model over HTTP")
-    srv.add_argument("run", help="run folder (runs/<id>, runs/latest) or bundle folder")
-    srv.add_argument("--host", default="127.0.0.1", help="interface to bind (default loopback)")
-    srv.add_argument("--port", type=int, default=8000)
-    srv.add_argument("--workers", type=int, default=1, help="processes sharing the port")
-    srv.add_argument("--max-batch", type=int, default=256, help="most rows per predictor call")
-    srv.add_argument("--max-wait-ms", type=float, default=2.0, help="longest wait for batch-mates")
-    srv.add_argument("--budget-ms", type=float, default=250.0, help="latency budget; 503 past it")
-    srv.add_argument("--max-body", type=int, default=1 << 20, help="largest body in bytes")
-    srv.add_argument("--max-records", type=int, default=1000, help="most records per request")
-    srv.add_argument(
-        "--range-slack",
-        type=float,
-        default=1.0,
-        help="spans past the training range a value may go (negative: any float32)",
-    )
-    srv.add_argument("--drain-s", type=float, default=10.0, help="SIGTERM drain bound")
-    srv.add_argument("--log", help="SQLite prediction log (default: <run>/predictions.sqlite)")
-    srv.add_argument("--log-sync", default="NORMAL", choices=["OFF", "NORMAL", "FULL"])
-    srv.set_defaults(handler=_cmd_serve)
+    _add_serve(sub)
+
+    key = sub.add_parser("key", help="print the project's public signing key")
+    key.set_defaults(handler=_cmd_key)
 
     load = sub.add_parser("loadtest", help="load a local prediction service and time it")
     load.add_argument("url", help="http://127.0.0.1:PORT/predict (loopback only)")

@@ -35,7 +35,7 @@ import tl2cgen
 import treelite
 import xgboost as xgb
 
-from opsnb import config, csource, golden
+from opsnb import config, csource, golden, signing
 from opsnb.artifacts import (
     atomic_path,
     read_json,
@@ -379,5 +379,6 @@ def compile_bundle(
         "versions": {p: version(p) for p in ("xgboost", "treelite", "tl2cgen", "opsnb")},
     }
     write_json(bundle / "manifest.json", manifest)
+    signing.sign_bundle(bundle)  # with the project key: opsnb serve trusts it by default
     log.info("bundle %s written (%s)", bundle, json.dumps(manifest["compile"]))
     return manifest

@@ -8,6 +8,20 @@ from pathlib import Path
 RUNS_ENV = "OPSNB_RUNS_DIR"
 """Environment variable that moves the runs folder (tests point it at a temporary folder)."""
 
+SIGNING_KEY_ENV = "OPSNB_SIGNING_KEY"
+"""Environment variable naming the project's private signing key (default: see
+:func:`signing_key_path`)."""
+
+TRUSTED_KEYS_ENV = "OPSNB_TRUSTED_KEYS"
+"""Environment variable: more public keys ``opsnb serve`` trusts (PEM files, ``os.pathsep``
+separated), beside the project key."""
+
+ADMIN_TOKEN_ENV = "OPSNB_ADMIN_TOKEN"
+"""Environment variable: the bearer token of the service's admin endpoint (unset: endpoint off)."""
+
+FEEDBACK_TOKEN_ENV = "OPSNB_FEEDBACK_TOKEN"
+"""Environment variable: the bearer token ``/feedback`` requires (the admin token also works)."""
+
 LAB_RUN = "lab"
 """The run an analyst's notebook uses when no run folder is given."""
 
@@ -44,3 +58,15 @@ def resolve_run_dir(run_dir: str | os.PathLike[str]) -> Path:
     if text and os.sep not in text and "/" not in text:
         return runs_root() / text
     return Path(text).expanduser().resolve()
+
+
+def signing_key_path() -> Path:
+    """Where the project's private signing key lives (created 0600 on first use).
+
+    ``$OPSNB_SIGNING_KEY``, else ``<project root>/.opsnb/signing-key.pem``: outside every run
+    folder, so no run, bundle or container image built from a run carries it.
+    """
+    configured = os.environ.get(SIGNING_KEY_ENV)
+    if configured:
+        return Path(configured).expanduser().resolve()
+    return project_root() / ".opsnb" / "signing-key.pem"

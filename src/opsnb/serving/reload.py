@@ -1,10 +1,12 @@
 """The model being served and its safe replacement.
 
-A new bundle takes traffic only after it was verified against its manifest (before its library
-is loaded), loaded, passed its self-check on the bundle's golden rows and warmed up. A bundle
-that fails any step is refused and the model being served keeps serving. Requests validated
-against the old model's contract are still predicted by the old model, so a reload that
-changes the schema fails no request.
+A new bundle comes only from the model store (a version name, see
+:mod:`opsnb.serving.store`) and takes traffic only after its signature was checked and its files
+were verified against its manifest (both before its library is loaded), it was loaded, passed
+its self-check on the bundle's golden rows and warmed up. A bundle that fails any step is
+refused and the model being served keeps serving. Requests validated against the old model's
+contract are still predicted by the old model, so a reload that changes the schema fails no
+request.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 from opsnb import predictor
 from opsnb.errors import ArtifactError, OpsnbError
 from opsnb.serving.contract import RequestContract
+from opsnb.serving.store import ModelStore, Trust, escape
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +78,20 @@ def _typical_rows(schema: dict[str, Any], rows: int) -> np.ndarray:
 def prepare(
     bundle: str | os.PathLike[str],
     *,
+    trust: Trust | None = None,
     range_slack: float | None = 1.0,
     max_records: int = 1000,
     warm_rows: int = 64,
 ) -> ServedModel:
-    """Verify, load, self-check and warm up a bundle; refuse it with an OpsnbError otherwise."""
+    """Check trust, verify, load, self-check and warm up a bundle; refuse it otherwise.
+
+    ``trust`` defaults to :meth:`Trust.default` (the project key).
+
+    Raises:
+        OpsnbError: the bundle was refused at some step.
+    """
     folder = resolve_bundle(bundle)
-    predictor.verify_bundle(folder)  # before any native code of the bundle is loaded
+    verify(folder, trust or Trust.default())
     model = predictor.load_bundle(folder)
     try:
         model.self_check()
@@ -95,44 +105,69 @@ def prepare(
     return ServedModel(model=model, contract=contract, bundle=folder, output=output)
 
 
+def verify(folder: Path, trust: Trust) -> None:
+    """Signature, then every file's hash: all before any native code of the bundle is loaded."""
+    trust.check(folder)
+    predictor.verify_bundle(folder)
+
+
 class ModelSlot:
     """Holds the served model; :meth:`reload` replaces it only with a model that passed.
 
     Args:
-        bundle: the run or bundle folder to serve (re-resolved at each reload).
+        store: where versions come from (a run or bundle folder given alone: its parent).
+        trust: whose bundles load (default: :meth:`Trust.default`).
         options: keyword options of :func:`prepare`.
     """
 
-    def __init__(self, bundle: str | os.PathLike[str], **options: Any) -> None:
-        self.source = Path(bundle)
+    def __init__(
+        self, store: ModelStore | str | os.PathLike[str], *, trust: Trust | None = None,
+        **options: Any,
+    ) -> None:  # fmt: skip
+        self.store = store if isinstance(store, ModelStore) else ModelStore.serving(store)
+        self.trust = trust or Trust.default()
         self.current: ServedModel | None = None
         self.last_error: str | None = None
         self._options = options
         self._lock = asyncio.Lock()
 
-    async def reload(self, bundle: str | os.PathLike[str] | None = None) -> ServedModel:
-        """Prepare ``bundle`` (default: the configured source) off the event loop and swap it in.
+    def check(self, version: str | None = None) -> Path:
+        """Resolve ``version`` in the store and verify it (trust, hashes); nothing is loaded.
 
         Raises:
-            OpsnbError: the new bundle was refused; the current model keeps serving.
+            OpsnbError: the version is refused.
         """
+        folder = self.store.resolve(version)
+        verify(folder, self.trust)
+        return folder
+
+    async def reload(self, version: str | None = None) -> ServedModel:
+        """Prepare ``version`` of the store (default: the configured one), then swap it in.
+
+        The bundle is prepared off the event loop.
+
+        Raises:
+            OpsnbError: the bundle was refused; the current model keeps serving.
+        """
+        shown = escape(version or self.store.default, 80)
         async with self._lock:
             try:
-                fresh = await asyncio.to_thread(prepare, bundle or self.source, **self._options)
+                folder = self.store.resolve(version)
+                fresh = await asyncio.to_thread(prepare, folder, trust=self.trust, **self._options)
             except OpsnbError as exc:
                 self.last_error = str(exc)
-                log.error("refused bundle %s: %s", bundle or self.source, exc)
+                log.error("refused model version %s: %s", shown, escape(exc, 400))
                 raise
             except Exception as exc:  # a library failure while loading: refuse, keep serving
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("refused bundle %s", bundle or self.source)
+                log.error("refused model version %s: %s", shown, escape(self.last_error, 400))
                 raise OpsnbError(
-                    f"bundle {bundle or self.source} could not be loaded: {self.last_error}"
+                    f"model version {shown} could not be loaded: {self.last_error}"
                 ) from exc
             old, self.current, self.last_error = self.current, fresh, None
             if old is not None:
                 asyncio.get_running_loop().call_later(RETIRE_AFTER_S, old.model.close)
-            log.info("serving model %s from %s", fresh.version, fresh.bundle)
+            log.info("serving model %s from %s", fresh.version, escape(fresh.bundle))
             return fresh
 
     def close(self) -> None:

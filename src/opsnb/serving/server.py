@@ -1,39 +1,130 @@
 """Run the prediction service under uvicorn (uvloop and httptools when installed).
 
 One process by default. ``workers > 1`` starts that many processes sharing the port (uvicorn's
-supervisor); each loads the bundle itself before it accepts connections, and they append to one
-SQLite log. ``SIGTERM`` stops
-admission, lets admitted requests finish for up to ``drain_s`` seconds and exits; ``SIGHUP``
-reloads the bundle (with several workers, uvicorn's supervisor restarts them one by one).
-After a drain the process exits with status 0.
+supervisor); each loads the published model version before it accepts connections, and they
+append to one SQLite log. One model version serves at a time across workers: a reload is
+verified once and published to all of them (:mod:`opsnb.serving.control`); SIGHUP to the
+parent reloads the configured version that way instead of restarting the workers.
+
+Slow clients: request headers must arrive within ``header_timeout_s`` (else the connection is
+closed; slowloris), a body within ``body_timeout_s`` (408), idle keep-alive connections close
+after 5 s, and at most ``max_connections`` are open at once (uvicorn answers 503 past it).
+``SIGTERM`` stops admission, lets admitted requests finish for up to ``drain_s`` seconds and
+exits with status 0.
+
+``/metrics`` is per worker, each with its ``pid`` in ``opsnb_worker_info``: prometheus-client's
+multiprocess mode would need a shared folder of mmap files, cannot aggregate the gauges and
+histograms we use the way a scraper expects without a separate collector, and hides which
+worker misbehaves; a scraper that needs the whole server sums over workers (one scrape reaches
+one worker; with several, scrape each pod's workers on their own ports or rely on replicas).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import logging
 import os
 import signal
 import sys
+import tempfile
 from types import FrameType
 from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.supervisors import Multiprocess
 
-from opsnb.errors import ConfigError
+from opsnb.errors import ConfigError, OpsnbError
 from opsnb.serving.app import ServeOptions, create_app
+from opsnb.serving.control import Control
+from opsnb.serving.reload import verify
+from opsnb.serving.store import ModelStore, Trust, escape
+
+log = logging.getLogger(__name__)
 
 OPTIONS_ENV = "OPSNB_SERVE_OPTIONS"
 """Environment variable carrying :class:`ServeOptions` (JSON) to worker processes."""
 
+_header_timeout_s = 10.0
+
+
+class GuardedHttpTools(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a deadline for request headers.
+
+    The clock starts when a connection opens or a new request's first byte arrives, and stops
+    when its headers are complete; a client too slow (or silent) is disconnected.
+    """
+
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Start the header clock of the first request."""
+        super().connection_made(transport)
+        self._arm()
+
+    def on_message_begin(self) -> None:
+        """A new request's first byte: start its header clock (unless one is running)."""
+        super().on_message_begin()
+        if self._header_timer is None:
+            self._arm()
+
+    def on_headers_complete(self) -> None:
+        """The headers are in time: stop the clock."""
+        self._disarm()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Forget the clock with the connection."""
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._header_timer = self.loop.call_later(_header_timeout_s, self._expire)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _expire(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
 
 def app_from_env() -> ASGIApp:
     """Build the app from ``$OPSNB_SERVE_OPTIONS`` (how worker processes get their options)."""
+    global _header_timeout_s  # noqa: PLW0603 - the protocol class is created by uvicorn
     text = os.environ.get(OPTIONS_ENV)
     if not text:
         raise ConfigError(f"${OPTIONS_ENV} is not set; start the service with 'opsnb serve'")
-    return create_app(ServeOptions(**json.loads(text)))
+    options = ServeOptions(**json.loads(text))
+    _header_timeout_s = options.header_timeout_s
+    return create_app(options)
+
+
+class _Supervisor(Multiprocess):
+    """uvicorn's worker supervisor; SIGHUP publishes a verified reload instead of restarting."""
+
+    def __init__(self, config: uvicorn.Config, options: ServeOptions, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        self.options = options
+
+    def handle_hup(self) -> None:
+        """Verify the configured version here, then tell every worker to load it."""
+        store = ModelStore.serving(self.options.bundle, self.options.store)
+        try:
+            trust = Trust.default(self.options.trust_keys,
+                                  allow_unsigned=self.options.allow_unsigned)  # fmt: skip
+            verify(store.resolve(None), trust)
+        except OpsnbError as exc:
+            log.error("SIGHUP: refused model version %s: %s; the workers keep their model",
+                      escape(store.default), escape(exc, 400))  # fmt: skip
+            return
+        Control(self.options.control_dir).publish(None)
 
 
 def _exit_after_drain(signum: int, _: FrameType | None) -> None:
@@ -46,19 +137,32 @@ def serve(
     options: ServeOptions, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1
 ) -> None:
     """Serve ``options.bundle`` on ``host:port`` until SIGTERM or SIGINT."""
+    global _header_timeout_s  # noqa: PLW0603 - the protocol class is created by uvicorn
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
+    _header_timeout_s = options.header_timeout_s
+    hosts = options.allowed_hosts if host in ("127.0.0.1", "::1", "localhost") else (
+        *options.allowed_hosts, host)  # fmt: skip
+    options = dataclasses.replace(options, allowed_hosts=tuple(hosts))
     common: dict[str, Any] = {
         "host": host,
         "port": port,
         "log_level": "warning",
         "access_log": False,  # the prediction log is the access log; a line per request costs
         "timeout_graceful_shutdown": max(1, round(options.drain_s)),
+        "http": GuardedHttpTools,
+        "limit_concurrency": options.max_connections,
+        "timeout_keep_alive": 5,
     }
     signal.signal(signal.SIGTERM, _exit_after_drain)
     if workers == 1:
         uvicorn.Server(uvicorn.Config(create_app(options), **common)).run()
         return
-    worker_options = dataclasses.replace(options, load_first=True)
-    os.environ[OPTIONS_ENV] = json.dumps(dataclasses.asdict(worker_options))
-    uvicorn.run("opsnb.serving.server:app_from_env", factory=True, workers=workers, **common)
+    with tempfile.TemporaryDirectory(prefix="opsnb-serve-") as control:
+        worker_options = dataclasses.replace(options, load_first=True, control_dir=control)
+        Control(control).publish(None)
+        os.environ[OPTIONS_ENV] = json.dumps(dataclasses.asdict(worker_options))
+        config = uvicorn.Config(
+            "opsnb.serving.server:app_from_env", factory=True, workers=workers, **common
+        )
+        _Supervisor(config, worker_options, sockets=[config.bind_socket()]).run()
