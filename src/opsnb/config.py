@@ -61,12 +61,14 @@ def resolve_run_dir(run_dir: str | os.PathLike[str]) -> Path:
 
 
 def signing_key_path() -> Path:
-    """Where the project's private signing key lives (created 0600 on first use).
+    """Where the private key that signs every bundle built here lives (created 0600 on first use).
 
-    ``$OPSNB_SIGNING_KEY``, else ``<project root>/.opsnb/signing-key.pem``: outside every run
-    folder, so no run, bundle or container image built from a run carries it.
+    ``$OPSNB_SIGNING_KEY``, else ``$XDG_CONFIG_HOME/opsnb/signing-key.pem`` (default
+    ``~/.config/opsnb/``): outside every run folder, so no run, bundle or container image built
+    from a run carries it, and the same wherever a notebook kernel or the server runs.
     """
     configured = os.environ.get(SIGNING_KEY_ENV)
     if configured:
         return Path(configured).expanduser().resolve()
-    return project_root() / ".opsnb" / "signing-key.pem"
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base).expanduser().resolve() / "opsnb" / "signing-key.pem"
