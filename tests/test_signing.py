@@ -62,6 +62,9 @@ def test_trusted_keys_come_from_the_project_the_environment_and_files(tmp_path, 
     (tmp_path / "other.pem").write_bytes(signing.public_pem(other))
     (tmp_path / "third.pem").write_bytes(signing.public_pem(third))
     monkeypatch.setenv(config.TRUSTED_KEYS_ENV, str(tmp_path / "other.pem"))
+    assert len(signing.trusted_keys()) == 1  # no project key here: verifying creates none
+    assert not (tmp_path / "project.pem").exists()
+    signing.project_key()
     keys = signing.trusted_keys([tmp_path / "third.pem"])
     assert set(keys) == {
         signing.key_id(k.public_key()) for k in (signing.project_key(), other, third)

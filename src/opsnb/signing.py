@@ -125,11 +125,11 @@ def trusted_keys(
 ) -> dict[str, Ed25519PublicKey]:
     """Key id -> public key of every trusted key.
 
-    The project key (unless ``project`` is False), the files in ``$OPSNB_TRUSTED_KEYS`` and
-    ``extra``.
+    The project key (unless ``project`` is False, or this machine has none: verifying never
+    creates one), the files in ``$OPSNB_TRUSTED_KEYS`` and ``extra``.
     """
     keys: dict[str, Ed25519PublicKey] = {}
-    if project:
+    if project and config.signing_key_path().is_file():
         public = project_key().public_key()
         keys[key_id(public)] = public
     listed = [p for p in os.environ.get(config.TRUSTED_KEYS_ENV, "").split(os.pathsep) if p]

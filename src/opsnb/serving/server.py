@@ -21,7 +21,6 @@ one worker; with several, scrape each pod's workers on their own ports or rely o
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import logging
@@ -34,10 +33,10 @@ from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import Multiprocess
 
 from opsnb.errors import ConfigError, OpsnbError
+from opsnb.serving import protocol
 from opsnb.serving.app import ServeOptions, create_app
 from opsnb.serving.control import Control
 from opsnb.serving.reload import verify
@@ -48,61 +47,14 @@ log = logging.getLogger(__name__)
 OPTIONS_ENV = "OPSNB_SERVE_OPTIONS"
 """Environment variable carrying :class:`ServeOptions` (JSON) to worker processes."""
 
-_header_timeout_s = 10.0
-
-
-class GuardedHttpTools(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a deadline for request headers.
-
-    The clock starts when a connection opens or a new request's first byte arrives, and stops
-    when its headers are complete; a client too slow (or silent) is disconnected.
-    """
-
-    _header_timer: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        """Start the header clock of the first request."""
-        super().connection_made(transport)
-        self._arm()
-
-    def on_message_begin(self) -> None:
-        """A new request's first byte: start its header clock (unless one is running)."""
-        super().on_message_begin()
-        if self._header_timer is None:
-            self._arm()
-
-    def on_headers_complete(self) -> None:
-        """The headers are in time: stop the clock."""
-        self._disarm()
-        super().on_headers_complete()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        """Forget the clock with the connection."""
-        self._disarm()
-        super().connection_lost(exc)
-
-    def _arm(self) -> None:
-        self._header_timer = self.loop.call_later(_header_timeout_s, self._expire)
-
-    def _disarm(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
-
-    def _expire(self) -> None:
-        self._header_timer = None
-        if not self.transport.is_closing():
-            self.transport.close()
-
 
 def app_from_env() -> ASGIApp:
     """Build the app from ``$OPSNB_SERVE_OPTIONS`` (how worker processes get their options)."""
-    global _header_timeout_s  # noqa: PLW0603 - the protocol class is created by uvicorn
     text = os.environ.get(OPTIONS_ENV)
     if not text:
         raise ConfigError(f"${OPTIONS_ENV} is not set; start the service with 'opsnb serve'")
     options = ServeOptions(**json.loads(text))
-    _header_timeout_s = options.header_timeout_s
+    protocol.header_timeout_s = options.header_timeout_s
     return create_app(options)
 
 
@@ -137,10 +89,9 @@ def serve(
     options: ServeOptions, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1
 ) -> None:
     """Serve ``options.bundle`` on ``host:port`` until SIGTERM or SIGINT."""
-    global _header_timeout_s  # noqa: PLW0603 - the protocol class is created by uvicorn
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
-    _header_timeout_s = options.header_timeout_s
+    protocol.header_timeout_s = options.header_timeout_s
     hosts = options.allowed_hosts if host in ("127.0.0.1", "::1", "localhost") else (
         *options.allowed_hosts, host)  # fmt: skip
     options = dataclasses.replace(options, allowed_hosts=tuple(hosts))
@@ -150,7 +101,9 @@ def serve(
         "log_level": "warning",
         "access_log": False,  # the prediction log is the access log; a line per request costs
         "timeout_graceful_shutdown": max(1, round(options.drain_s)),
-        "http": GuardedHttpTools,
+        # by name: a worker imports it after it started answering the supervisor's pings
+        "http": "opsnb.serving.protocol:GuardedHttpTools",
+        "timeout_worker_healthcheck": 30,  # a loaded machine may be slow to start a worker
         "limit_concurrency": options.max_connections,
         "timeout_keep_alive": 5,
     }
