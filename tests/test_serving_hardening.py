@@ -132,6 +132,10 @@ def test_two_workers_keep_serving_through_a_tampered_bundle_and_reload_together(
     (store / "live").symlink_to(store / "v1")
     with running_server(store / "live", "--workers", "2", folder=tmp_path / "srv",
                         admin_token=TOKEN) as server:  # fmt: skip
+        pids, deadline = set(), time.monotonic() + 90
+        while len(pids) < 2:  # the second worker may still be loading: wait for it
+            assert time.monotonic() < deadline, f"only workers {pids} answered"
+            pids |= worker_pids(server)
         status, refused = reload(server, "tampered")
         assert status == 409
         assert "model.so does not match manifest.json" in refused["message"]
@@ -140,14 +144,10 @@ def test_two_workers_keep_serving_through_a_tampered_bundle_and_reload_together(
         server.proc.send_signal(signal.SIGHUP)  # the parent verifies it and refuses it
         time.sleep(1.0)
         answers = [server.post("/predict", bodies[i % len(bodies)]) for i in range(60)]
-        pids = set()
-        for _ in range(40):  # each call is a fresh connection: the kernel spreads them
-            text = server.get("/metrics")[1].decode()
-            pids |= {line.split('"')[1] for line in text.splitlines()
-                     if line.startswith("opsnb_worker_info{")}  # fmt: skip
-            if len(pids) == 2:
-                break
-        assert len(pids) == 2, "both workers should have answered"
+        answered, deadline = set(), time.monotonic() + 30
+        while answered != pids and time.monotonic() < deadline:
+            answered |= worker_pids(server)
+        assert answered == pids, "both workers still answer, with their own processes"
         assert {status for status, _ in answers} == {200}
         assert {a["model_version"] for _, a in answers} == {serving_run_version(serving_run)}
         assert reload(server, "v2")[0] == 200
@@ -159,6 +159,12 @@ def test_two_workers_keep_serving_through_a_tampered_bundle_and_reload_together(
             time.sleep(0.1)
         assert versions == {"2" * 12}, "every worker serves the published version"
     assert "SIGHUP: refused model version live" in server.output.read_text()
+
+
+def worker_pids(server):
+    """The worker that answered (each call is a fresh connection: the kernel spreads them)."""
+    text = server.get("/metrics")[1].decode()
+    return {line.split('"')[1] for line in text.splitlines() if line.startswith("opsnb_worker_in")}
 
 
 def serving_run_version(serving_run):

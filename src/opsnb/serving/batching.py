@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 _RATE_WINDOW_S = 0.1
 _RATE_DECAY = 0.98  # per window: the peak rate forgets slowly when the load falls
 _TICK_S = 0.005  # the loop-lag ticker's period
+_ALWAYS_ADMIT = 2  # requests admitted whatever the lag or queue (one forms, one runs)
 _LAG_FLOOR_S = 0.01  # a busy machine's timers run this late anyway: no reason to refuse
 _LAG_DECAY = 0.9  # per tick: the lag estimate follows a rise at once and a fall within ~50 ms
 
@@ -111,7 +112,11 @@ class MicroBatcher:
 
     def overloaded(self) -> bool:
         """True while new requests would break the budget: refuse them before reading more."""
-        if self.budget_s <= 0 or self.loop_lag_s > max(self.budget_s / 4, _LAG_FLOOR_S):
+        if self.budget_s <= 0:
+            return True
+        if self.inflight < _ALWAYS_ADMIT:  # progress even on a starved machine
+            return False
+        if self.loop_lag_s > max(self.budget_s / 4, _LAG_FLOOR_S):
             return True
         return bool(self._queue) and (
             time.perf_counter() - self._queue[0].enqueued > self.budget_s / 2
