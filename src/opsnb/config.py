@@ -94,6 +94,16 @@ def contract_path(key: str) -> Path:
     return runs_root() / "contracts" / f"{safe}.json"
 
 
+def executed_notebooks_dir(run_dir: str | os.PathLike[str]) -> Path:
+    """Where a run keeps each stage's executed notebook (with its outputs or its traceback)."""
+    return Path(run_dir) / "notebooks"
+
+
+def failed_dir(run_dir: Path, stage: str) -> Path:
+    """Where a failed stage's partial outputs are set aside, never promoted."""
+    return run_dir / "failed" / stage
+
+
 def receipt_path(run_dir: Path, stage: str) -> Path:
     """Where a stage's kernel proves to the runner that its final cell ran (read, then removed)."""
     return run_dir / ".receipts" / f"{stage}.json"

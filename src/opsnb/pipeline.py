@@ -94,7 +94,7 @@ def fingerprint(
 
 
 def _contract_of(folder: Path) -> Path:
-    return config.contract_path(read_json(folder / "data" / "card.json")["key"])
+    return config.contract_path(read_json(folder / "data/card.json")["key"])
 
 
 OUTSIDE: dict[str, Callable[[Path], Path]] = {FROZEN_CONTRACT: _contract_of}
@@ -171,7 +171,7 @@ def _children_cpu() -> float:
 
 def update_latest(run_dir: Path) -> None:
     """Point ``runs/latest`` at ``run_dir`` atomically (a relative symlink)."""
-    link = run_dir.parent / "latest"
+    link = run_dir.parent / config.LATEST
     tmp = run_dir.parent / f".latest.{secrets.token_hex(4)}"
     tmp.symlink_to(run_dir.name)
     os.replace(tmp, link)
@@ -280,9 +280,9 @@ def _reuse(stage: Stage, source: RunManifest, manifest: RunManifest) -> None:
     for relpath in stage.produces:
         _copy(source.run_dir / relpath, manifest.run_dir / relpath)
         manifest.seal(relpath, stage=stage.name)
-    executed = source.run_dir / "notebooks" / stage.notebook
+    executed = config.executed_notebooks_dir(source.run_dir) / stage.notebook
     if executed.is_file():
-        _copy(executed, manifest.run_dir / "notebooks" / stage.notebook)
+        _copy(executed, config.executed_notebooks_dir(manifest.run_dir) / stage.notebook)
     manifest.stages[stage.name] = {
         **source.stages[stage.name],
         "reused_from": source.run_dir.name,
@@ -302,7 +302,7 @@ def _start(
         "params": params,
         "inputs": inputs,
         "fingerprint": fp,
-        "notebook": f"notebooks/{stage.notebook}",
+        "notebook": str(config.executed_notebooks_dir(Path()) / stage.notebook),
         "runner_pid": os.getpid(),  # the kernel's parent: how it knows the runner keeps this
     }
     manifest.save()
@@ -335,7 +335,7 @@ def _take_receipt(run_dir: Path, stage: Stage) -> dict[str, Any] | None:
 
 def _execute(stage: Stage, params: dict[str, Any], folder: Path, kernel: str) -> StageOutcome:
     """Execute the stage notebook with papermill; record timings; fail loudly."""
-    executed = folder / "notebooks" / stage.notebook
+    executed = config.executed_notebooks_dir(folder) / stage.notebook
     executed.parent.mkdir(parents=True, exist_ok=True)
     t0, cpu0 = time.perf_counter(), _children_cpu()
     error: BaseException | None = None
@@ -392,7 +392,7 @@ def _fail(stage: Stage, manifest: RunManifest, error: BaseException) -> NoReturn
 def _set_aside(run_dir: Path, relpath: str, stage: Stage) -> None:
     src = run_dir / relpath
     if src.exists():
-        dst = run_dir / "failed" / stage.name / relpath
+        dst = config.failed_dir(run_dir, stage.name) / relpath
         dst.parent.mkdir(parents=True, exist_ok=True)
         os.replace(src, dst)
 
