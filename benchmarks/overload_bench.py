@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from opsnb.serving.loadtest import bodies_from_run, run_load
+from opsnb.bench.load import bodies_from_run, run_load
 
 HERE = Path(__file__).resolve().parent
 

@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from opsnb import signing
-from opsnb.serving import loadtest
+from opsnb.bench import load as loadtest
 from tests.serving_support import copy_bundle, running_server
 
 pytestmark = pytest.mark.slow

@@ -31,7 +31,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from opsnb import signing
+from opsnb import config, signing
 from opsnb.errors import OpsnbError, RequestError
 from opsnb.serving import openapi
 from opsnb.serving.admin import LOOPBACK_NAMES, Access
@@ -162,7 +162,7 @@ class Service:
         """Where predictions are logged."""
         if self.options.log_path:
             return Path(self.options.log_path)
-        return Path(self.options.bundle).expanduser().resolve() / "predictions.sqlite"
+        return config.prediction_log_path(self.options.bundle)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _: Starlette) -> AsyncIterator[None]:

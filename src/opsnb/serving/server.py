@@ -35,6 +35,7 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.supervisors import Multiprocess
 
+from opsnb import config
 from opsnb.errors import ConfigError, OpsnbError
 from opsnb.serving import protocol
 from opsnb.serving.app import ServeOptions, create_app
@@ -44,15 +45,14 @@ from opsnb.serving.store import ModelStore, Trust, escape
 
 log = logging.getLogger(__name__)
 
-OPTIONS_ENV = "OPSNB_SERVE_OPTIONS"
-"""Environment variable carrying :class:`ServeOptions` (JSON) to worker processes."""
-
 
 def app_from_env() -> ASGIApp:
     """Build the app from ``$OPSNB_SERVE_OPTIONS`` (how worker processes get their options)."""
-    text = os.environ.get(OPTIONS_ENV)
+    text = os.environ.get(config.SERVE_OPTIONS_ENV)
     if not text:
-        raise ConfigError(f"${OPTIONS_ENV} is not set; start the service with 'opsnb serve'")
+        raise ConfigError(
+            f"${config.SERVE_OPTIONS_ENV} is not set; start the service with 'opsnb serve'"
+        )
     options = ServeOptions(**json.loads(text))
     protocol.header_timeout_s = options.header_timeout_s
     return create_app(options)
@@ -61,8 +61,8 @@ def app_from_env() -> ASGIApp:
 class _Supervisor(Multiprocess):
     """uvicorn's worker supervisor; SIGHUP publishes a verified reload instead of restarting."""
 
-    def __init__(self, config: uvicorn.Config, options: ServeOptions, **kwargs: Any) -> None:
-        super().__init__(config, **kwargs)
+    def __init__(self, settings: uvicorn.Config, options: ServeOptions, **kwargs: Any) -> None:
+        super().__init__(settings, **kwargs)
         self.options = options
 
     def handle_hup(self) -> None:
@@ -114,8 +114,8 @@ def serve(
     with tempfile.TemporaryDirectory(prefix="opsnb-serve-") as control:
         worker_options = dataclasses.replace(options, load_first=True, control_dir=control)
         Control(control).publish(None)
-        os.environ[OPTIONS_ENV] = json.dumps(dataclasses.asdict(worker_options))
-        config = uvicorn.Config(
+        os.environ[config.SERVE_OPTIONS_ENV] = json.dumps(dataclasses.asdict(worker_options))
+        settings = uvicorn.Config(
             "opsnb.serving.server:app_from_env", factory=True, workers=workers, **common
         )
-        _Supervisor(config, worker_options, sockets=[config.bind_socket()]).run()
+        _Supervisor(settings, worker_options, sockets=[settings.bind_socket()]).run()
