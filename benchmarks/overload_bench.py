@@ -8,6 +8,8 @@ and how fast a refusal (503) came back.
 
     .venv/bin/python benchmarks/overload_bench.py --run runs/latest [--seconds 8] [--factors 2,4]
 
+``--quick`` (1.5 s, 2x only) checks that it still works; its numbers mean little.
+
 The load generator shares the machine (and its cores) with the server, as wrk would: on a
 small machine it may not reach the offered rate; the achieved rate is printed beside it.
 """
@@ -96,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--factors", default="2,4", help="multiples of capacity to offer")
     parser.add_argument("--budget-ms", type=float, default=250.0, help="the server's budget")
     parser.add_argument("--out", default="overload_bench.json")
+    parser.add_argument("--quick", action="store_true", help="1.5 s per level, 2x only")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds, args.factors = 1.5, "2"
 
     run = Path(args.run).resolve()
     bodies = bodies_from_run(run)

@@ -200,7 +200,8 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
         f"{summary['requests']} requests at concurrency {args.concurrency} in "
         f"{summary['wall_s']} s: {summary['throughput_rps']} ok/s, p50 {summary['p50_ms']} ms, "
         f"p95 {summary['p95_ms']} ms, p99 {summary['p99_ms']} ms; statuses "
-        f"{summary['statuses']}, connection failures {summary['connection_failures']}"
+        f"{dict(sorted(result.statuses.items()))}, connection failures "
+        f"{summary['connection_failures']}"
     )
     return 0
 
