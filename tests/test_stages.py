@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from opsnb import config
-from opsnb.artifacts import RunManifest, write_json
+from opsnb.artifacts import RunManifest, read_json, write_json
 from opsnb.errors import ArtifactError, StageError
 from opsnb.stages import STAGES, StageContext, producer_of, stage_by_name
 
@@ -54,7 +54,11 @@ def test_finish_refuses_while_a_declared_output_is_missing(tmp_path: Path) -> No
     with pytest.raises(StageError, match=r"did not write its declared output 'problem.json'"):
         ctx.finish()
     ctx.write_json("problem.json", {"task": "binary"})
-    assert "done" in ctx.finish()
+    with pytest.raises(StageError, match=r"stage 'problem' has no verdict; call stage.verdict"):
+        ctx.finish()
+    ctx.verdict("Predict 'y'; success means auc >= 0.75", passed=None)
+    assert ctx.finish() is None  # the bookkeeping line goes to the log; the verdict stays last
+    assert read_json(tmp_path / "story" / "problem.json")["verdict"]["label"] == "DECIDED"
     record = RunManifest.load(tmp_path).stages["problem"]
     assert record["status"] == "succeeded"
     assert record["kernel_cpu_s"] >= 0
@@ -64,6 +68,7 @@ def test_finish_refuses_while_a_declared_output_is_missing(tmp_path: Path) -> No
 def test_finish_refuses_an_output_changed_after_sealing(tmp_path: Path) -> None:
     ctx = StageContext(stage_by_name("problem"), tmp_path)
     ctx.write_json("problem.json", {"task": "binary"})
+    ctx.verdict("Predict 'y'; success means auc >= 0.75", passed=None)
     write_json(tmp_path / "problem.json", {"task": "regression"})
     with pytest.raises(ArtifactError, match="modified after it was sealed"):
         ctx.finish()

@@ -3,12 +3,15 @@
 ``STAGES`` is the single source of the pipeline's order and contracts: the runner, the notebooks
 and the tests all read it. A notebook opens its stage with :func:`opsnb.pipeline.open_stage`,
 reads inputs through :meth:`StageContext.input` (hash-verified), writes outputs through the
-``write_*`` methods (atomic, sealed) and ends with :meth:`StageContext.finish`, which refuses to
-mark the stage done while a declared output is missing.
+``write_*`` methods (atomic, sealed), shows its evidence with :meth:`StageContext.figure` and
+:meth:`StageContext.table`, states its one-line :meth:`StageContext.verdict`, and ends with
+:meth:`StageContext.finish`, which writes the stage's story (``story/<stage>.json``, every stage
+declares it) and refuses to mark the stage done while a declared output is missing.
 """
 
 from __future__ import annotations
 
+import logging
 import resource
 import time
 from dataclasses import dataclass
@@ -16,9 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from matplotlib.figure import Figure
 
 from opsnb.artifacts import RunManifest, now_iso, read_json, write_json, write_parquet
 from opsnb.errors import ArtifactError, StageError
+from opsnb.story import Story, Verdict, enable_png, story_relpath
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,13 @@ class Stage:
     consumes: tuple[str, ...]
     produces: tuple[str, ...]
     summary: str
+
+    def __post_init__(self) -> None:
+        # Every stage tells its story (figures, tables, verdict) for the report: a declared,
+        # sealed output like any other, so reuse copies it and a later change is detected.
+        story = story_relpath(self.name)
+        if story not in self.produces:
+            object.__setattr__(self, "produces", (*self.produces, story))
 
 
 SPLITS = ("train", "valid", "test", "trusted")
@@ -85,7 +99,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "operationalize",
         "06_operationalize.ipynb",
-        ("schema.json", "model/model.ubj", "data/test.parquet"),
+        ("problem.json", "schema.json", "model/model.ubj", "data/test.parquet"),
         (
             "bundle/model.so",
             "bundle/model.h",
@@ -95,6 +109,7 @@ STAGES: tuple[Stage, ...] = (
             "bundle/manifest.json",
             "reports/parity.json",
             "reports/speed.json",
+            "reports/latency.json",
         ),
         "compile to a shared library, prove parity, measure speed",
     ),
@@ -150,6 +165,8 @@ class StageContext:
         self.stage = stage
         self.run_dir = run_dir
         self.manifest = RunManifest.load(run_dir)
+        self.story = Story(stage.name)
+        enable_png()  # a figure returned from a cell renders as PNG too
         self._cpu0, _ = _usage()
         self._t0 = time.perf_counter()
         for relpath in stage.consumes:
@@ -225,19 +242,45 @@ class StageContext:
         write_parquet(self.output(relpath), frame)
         return self.seal(relpath)
 
-    # -- the end -----------------------------------------------------------------------------
-    def finish(self) -> str:
-        """Check every declared output is sealed and intact, record the stage as done.
+    # -- what a person sees ------------------------------------------------------------------
+    def figure(self, name: str, fig: Figure, *, caption: str = "") -> None:
+        """Show ``fig`` as PNG and keep it for the report under ``name``; the figure is closed."""
+        self.story.figure(name, fig, caption=caption)
 
-        Returns a sentence for the notebook to show.
+    def table(self, name: str, frame: pd.DataFrame | pd.Series, *, caption: str = "") -> None:
+        """Show a small table (floats rounded, times to the second) and keep it for the report."""
+        self.story.table(name, frame, caption=caption)
+
+    def verdict(self, text: str, *, passed: bool | None) -> Verdict:
+        """Record the stage's one-line verdict (numbers included) and return it to be shown.
+
+        ``passed``: True (PASS) or False (FAIL) against ``problem.json``'s criteria, None for a
+        decision ("chose max_depth 4: CV logloss 0.41 vs 0.43").
         """
+        return self.story.set_verdict(text, passed=passed)
+
+    # -- the end -----------------------------------------------------------------------------
+    def finish(self) -> None:
+        """Write the story, check every declared output is sealed and intact, record success.
+
+        The bookkeeping line goes to the log; the notebook's last output stays the verdict.
+        """
+        story = story_relpath(self.stage.name)
         for relpath in self.stage.produces:
-            if relpath not in self.manifest.artifacts:
+            if relpath != story and relpath not in self.manifest.artifacts:
                 raise StageError(
                     f"stage '{self.stage.name}' did not write its declared output '{relpath}'",
                     stage=self.stage.name,
                 )
-            self.manifest.verify(relpath)
+            if relpath != story:
+                self.manifest.verify(relpath)
+        if self.story.verdict is None:
+            raise StageError(
+                f"stage '{self.stage.name}' has no verdict; call stage.verdict('PASS: ...', "
+                "passed=True) with the numbers it rests on before stage.finish()",
+                stage=self.stage.name,
+            )
+        self.write_json(story, self.story.to_dict())
         cpu, peak_kib = _usage()
         record = self.manifest.stages.setdefault(self.stage.name, {})
         record.update(
@@ -249,7 +292,7 @@ class StageContext:
         )
         self.manifest.save()
         elapsed = time.perf_counter() - self._t0
-        return (
-            f"Stage '{self.stage.name}' done in {elapsed:.1f} s: "
-            f"{len(self.stage.produces)} outputs sealed in {self.run_dir}."
-        )
+        log.info(
+            "stage '%s' done in %.1f s: %d outputs sealed in %s",
+            self.stage.name, elapsed, len(self.stage.produces), self.run_dir,
+        )  # fmt: skip
