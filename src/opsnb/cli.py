@@ -14,7 +14,7 @@ import orjson
 import yaml
 from tqdm import tqdm
 
-from opsnb import config, hygiene, pipeline, predictor
+from opsnb import config, hygiene, pipeline, predictor, report
 from opsnb.artifacts import write_json
 from opsnb.errors import ConfigError, OpsnbError
 from opsnb.serving import ServeOptions, loadtest, reload, serve
@@ -67,7 +67,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     status = result.manifest.data["status"]
-    print(f"run {result.run_id}: {status} -> {result.run_dir}")
+    print(f"run {result.run_id}: {status} -> {result.run_dir / report.REPORT}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    run_dir = config.resolve_run_dir(args.run)
+    if not (run_dir / "manifest.json").is_file():
+        raise ConfigError(
+            f"{run_dir} is not a run folder (no manifest.json); pass runs/<id>, a run id or latest"
+        )
+    print(f"report: {report.build(run_dir)}")
     return 0
 
 
@@ -170,6 +180,14 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_report_and_stages(sub: Any) -> None:
+    rep = sub.add_parser("report", help="(re)build a run's report.html")
+    rep.add_argument("run", nargs="?", default="latest", help="runs/<id>, a run id, or latest")
+    rep.set_defaults(handler=_cmd_report)
+    stages = sub.add_parser("stages", help="list the stages in order")
+    stages.set_defaults(handler=_cmd_stages)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``opsnb``."""
     parser = argparse.ArgumentParser(prog="opsnb", description=__doc__)
@@ -246,8 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--json", action="store_true", help="print the summary as JSON")
     load.set_defaults(handler=_cmd_loadtest)
 
-    stages = sub.add_parser("stages", help="list the stages in order")
-    stages.set_defaults(handler=_cmd_stages)
+    _add_report_and_stages(sub)
     return parser
 
 

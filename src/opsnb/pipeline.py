@@ -11,11 +11,13 @@ points at a run whose every stage succeeded.
 
 from __future__ import annotations
 
+import ast
 import logging
 import os
 import resource
 import secrets
 import shutil
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,15 +29,17 @@ from typing import Any
 import nbformat
 import papermill
 
-from opsnb import config
+from opsnb import config, report
 from opsnb.artifacts import (
     RunManifest,
     now_iso,
+    read_json,
     sha256_file,
     sha256_json,
 )
 from opsnb.errors import ArtifactError, ConfigError, StageError
-from opsnb.kernels import ensure_kernel
+from opsnb.kernels import ensure_kernel, quiet_kernel_manager
+from opsnb.problem import Problem
 from opsnb.stages import STAGES, Stage, StageContext, stage_by_name
 
 log = logging.getLogger(__name__)
@@ -96,6 +100,22 @@ def declared_parameters(stage: Stage) -> dict[str, Any]:
     return dict(papermill.inspect_notebook(str(path)))
 
 
+def resolved_parameters(stage: Stage, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The values ``stage`` runs with: its notebook's defaults, overridden by ``given``.
+
+    A default that is not a plain literal (an expression) is recorded as its source text.
+    """
+    values: dict[str, Any] = {}
+    for name, spec in declared_parameters(stage).items():
+        if name in RESERVED_PARAMETERS:
+            continue
+        try:
+            values[name] = ast.literal_eval(spec["default"])
+        except (ValueError, SyntaxError):
+            values[name] = spec["default"]
+    return {**values, **given}
+
+
 def route_parameters(
     params: Mapping[str, Any], stages: tuple[Stage, ...] = STAGES
 ) -> dict[str, dict[str, Any]]:
@@ -150,10 +170,14 @@ def _all_verify(manifest: RunManifest, relpaths: tuple[str, ...]) -> bool:
 
 
 def _find_reusable(stage: Stage, fp: str, exclude: Path) -> RunManifest | None:
-    """Return the newest other run with a successful, intact execution of fingerprint ``fp``."""
-    manifests = sorted(exclude.parent.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
+    """Return the newest other run with a successful, intact execution of fingerprint ``fp``.
+
+    Only runs in the project's runs folder count: a folder that merely sits beside ``exclude``
+    (a scratch run elsewhere on disk) is never a source.
+    """
+    manifests = sorted(config.runs_root().glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
     for path in reversed(manifests):
-        if path.parent == exclude or path.parent.is_symlink():
+        if path.parent.resolve() == exclude.resolve() or path.parent.is_symlink():
             continue
         other = RunManifest.load(path.parent)
         if _succeeded_with(other, stage, fp):
@@ -246,13 +270,18 @@ def run(
     manifest.save()
     kernel = ensure_kernel()
     result = RunResult(folder.name, folder)
-    for stage in selected:
-        if on_stage:
-            on_stage(stage, None)
-        outcome = _run_stage(stage, routed[stage.name], folder, kernel, force=force)
-        result.outcomes.append(outcome)
-        if on_stage:
-            on_stage(stage, outcome)
+    try:
+        for stage in selected:
+            if on_stage:
+                on_stage(stage, None)
+            outcome = _run_stage(stage, routed[stage.name], folder, kernel, force=force)
+            _record_outcome(folder, outcome)
+            result.outcomes.append(outcome)
+            if on_stage:
+                on_stage(stage, outcome)
+    finally:
+        # Even a failed run gets its page: the timeline shows where it stopped and why.
+        _write_report(folder)
     manifest = RunManifest.load(folder)
     complete = all(manifest.stages.get(s.name, {}).get("status") == "succeeded" for s in STAGES)
     manifest.data.update(status="succeeded" if complete else "partial", updated=now_iso())
@@ -260,6 +289,41 @@ def run(
     if complete and run_dir is None:
         update_latest(folder)
     return result
+
+
+def _record_outcome(folder: Path, outcome: StageOutcome) -> None:
+    """Note what this invocation did with the stage; keep stages in run order; the problem."""
+    manifest = RunManifest.load(folder)
+    manifest.stages.setdefault(outcome.stage, {})["outcome"] = outcome.status
+    order = [s.name for s in STAGES]
+    manifest.data["stages"] = dict(
+        sorted(manifest.stages.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99)
+    )
+    resolved = _resolved_problem(manifest)
+    if resolved is not None:
+        manifest.data["problem"] = resolved
+    manifest.save()
+
+
+def _resolved_problem(manifest: RunManifest) -> dict[str, Any] | None:
+    """``problem.json`` with the task and target the data resolved (once the schema exists)."""
+    if "problem.json" not in manifest.artifacts or "schema.json" not in manifest.artifacts:
+        return None
+    stated = Problem.from_dict(read_json(manifest.run_dir / "problem.json"))
+    schema = read_json(manifest.run_dir / "schema.json")
+    return stated.resolve(task=schema["task"], target=schema["target"]).to_dict()
+
+
+def _write_report(folder: Path) -> None:
+    """Build ``report.html``; a report that cannot be built is logged, never fails the run."""
+    try:
+        path = report.build(folder)
+    except Exception:  # the run's own outcome matters more than its page
+        log.exception("could not build the report of %s", folder)
+        return
+    manifest = RunManifest.load(folder)
+    manifest.data["report"] = path.name
+    manifest.save()
 
 
 def _run_stage(
@@ -311,7 +375,8 @@ def _start(
     manifest.stages[stage.name] = {
         "status": "running",
         "started": now_iso(),
-        "params": params,
+        "params": resolved_parameters(stage, params),
+        "overrides": params,
         "inputs": inputs,
         "fingerprint": fp,
         "notebook": f"notebooks/{stage.notebook}",
@@ -326,6 +391,9 @@ def _execute(stage: Stage, params: dict[str, Any], folder: Path, kernel: str) ->
     t0, cpu0 = time.perf_counter(), _children_cpu()
     error: BaseException | None = None
     os.environ[PIPELINE_ENV] = "1"
+    # The kernel's cwd is the run folder, which may lie outside the project: name the project.
+    saved_project = os.environ.get(config.PROJECT_ENV)
+    os.environ[config.PROJECT_ENV] = str(config.project_root())
     try:
         papermill.execute_notebook(
             str(notebook_path(stage)),
@@ -335,11 +403,16 @@ def _execute(stage: Stage, params: dict[str, Any], folder: Path, kernel: str) ->
             cwd=str(folder),
             progress_bar=False,
             log_output=False,
+            kernel_manager_class=quiet_kernel_manager(folder / "logs" / f"{stage.name}.log"),
         )
     except Exception as exc:  # papermill raises its own errors and the kernel's
         error = exc
     finally:
         del os.environ[PIPELINE_ENV]
+        if saved_project is None:
+            del os.environ[config.PROJECT_ENV]
+        else:
+            os.environ[config.PROJECT_ENV] = saved_project
     wall = time.perf_counter() - t0
     manifest = RunManifest.load(folder)
     record = manifest.stages[stage.name]
@@ -390,6 +463,19 @@ def _error_summary(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+def _say(line: str) -> None:
+    """A progress line in the notebook (the cell's output) while a stage builds its inputs."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _progress(stage: Stage, outcome: StageOutcome | None) -> None:
+    if outcome is None:
+        _say(f"  {stage.name:<15} running…")
+    else:
+        _say(f"  {stage.name:<15} {outcome.status:<9} {outcome.wall_s:6.1f} s  {outcome.detail}")
+
+
 def open_stage(name: str, run_dir: str | os.PathLike[str] = config.LAB_RUN) -> StageContext:
     """Open stage ``name`` in ``run_dir`` for a notebook and return its context.
 
@@ -405,6 +491,6 @@ def open_stage(name: str, run_dir: str | os.PathLike[str] = config.LAB_RUN) -> S
         if not _all_verify(manifest, stage.consumes):
             index = [s.name for s in STAGES].index(name)
             if index > 0:
-                log.warning("inputs of '%s' missing in %s: running earlier stages", name, folder)
-                run(run_dir=folder, until=STAGES[index - 1].name)
+                _say(f"inputs of '{name}' are missing in {folder}: running the earlier stages")
+                run(run_dir=folder, until=STAGES[index - 1].name, on_stage=_progress)
     return StageContext(stage, folder)

@@ -14,6 +14,7 @@ compute the verdict the title states, colour by :func:`colours`, and draw the ru
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -58,7 +59,9 @@ def rule(ax: Axes, value: float, label: str, *, axis: str = "y") -> None:
 
 
 def _title(fig: Figure, text: str) -> None:
-    fig.suptitle(text, fontsize=11, x=0.01, horizontalalignment="left")
+    # ~11 characters per inch at 11 pt: wrap rather than cut the answer off at the edge.
+    width = max(20, int(fig.get_figwidth() * 11))
+    fig.suptitle(textwrap.fill(text, width), fontsize=11, x=0.01, horizontalalignment="left")
 
 
 def _pct(value: float) -> str:
@@ -247,8 +250,8 @@ def calibration(table: Sequence[Mapping[str, Any]], *, tolerance: float = 0.05) 
     sizes = 20 + 180 * rows / max(int(rows.max()) if len(rows) else 1, 1)
     ax.scatter(predicted, observed, s=sizes, color=colours(breaks), zorder=3,
                label=f"bin (size ∝ rows); off by > {tolerance:g} and 2 s.e. accented")  # fmt: skip
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
+    ax.set_xlim(-0.03, 1.03)
+    ax.set_ylim(-0.03, 1.03)
     ax.set_aspect("equal")
     ax.set_xlabel("mean predicted probability in bin")
     ax.set_ylabel("observed positive rate in bin")
@@ -323,7 +326,7 @@ def latency_vs_batch(rows: Sequence[Mapping[str, Any]], *, budget_ms: float) -> 
     ax.set_yscale("log")
     ax.set_xlabel("rows per call (batch size)")
     ax.set_ylabel("latency per call (ms, log scale)")
-    ax.legend(fontsize=8, frameon=False, loc="upper left")
+    ax.legend(fontsize=8, frameon=False, loc="lower right")
     if not over.any():
         _title(fig, f"p99 within the {budget_ms:g} ms budget up to {batches.max():,} rows per call")
     else:

@@ -114,7 +114,10 @@ def tidy(frame: pd.DataFrame | pd.Series, *, digits: int = 3) -> pd.DataFrame:
 def table_html(frame: pd.DataFrame) -> str:
     """A frame as an HTML table for the report (first :data:`TABLE_ROWS` rows, a note if cut)."""
     shown = frame.head(TABLE_ROWS)
-    text = shown.to_html(border=0, classes="tbl", na_rep="–", float_format=_fmt_float)
+    plain_index = isinstance(shown.index, pd.RangeIndex)  # 0, 1, 2 … tells a reader nothing
+    text = shown.to_html(
+        border=0, classes="tbl", na_rep="–", float_format=_fmt_float, index=not plain_index
+    )
     if len(frame) > TABLE_ROWS:
         text += f'<p class="note">first {TABLE_ROWS} of {len(frame):,} rows</p>'
     return text
