@@ -8,7 +8,7 @@ import pytest
 
 from opsnb import config
 from opsnb.artifacts import write_json
-from tests.conftest import PROJECT
+from tests.support import PROJECT
 
 
 def test_the_project_is_found_from_a_run_folder_outside_it(

@@ -10,7 +10,7 @@ from opsnb import config, pipeline
 from opsnb.artifacts import RunManifest, write_json
 from opsnb.errors import ConfigError, StageError
 from opsnb.stages import stage_by_name
-from tests.conftest import SMALL
+from tests.support import SMALL
 
 
 def test_a_parameter_goes_to_every_stage_that_declares_it() -> None:

@@ -13,7 +13,7 @@ from opsnb.artifacts import RunManifest, read_json, write_json
 from opsnb.stages import STAGES, stage_by_name
 from opsnb.story import Story, story_relpath
 from tests.browser import open_page
-from tests.conftest import manifest_of, opsnb_cli
+from tests.support import manifest_of, opsnb_cli
 
 EXPECTED_FIGURES = {
     "prepare": ["distributions", "balance"],
