@@ -44,7 +44,8 @@ def _load_params(args: argparse.Namespace) -> dict[str, Any]:
 def _cmd_run(args: argparse.Namespace) -> int:
     params = _load_params(args)
     # A bar only on a terminal (None: tqdm decides); the per-stage lines always print.
-    bar = tqdm(total=len(STAGES), unit="stage", disable=True if args.quiet else None)
+    # leave=False: once done the bar goes, and the terminal keeps the stage lines and the last one.
+    bar = tqdm(total=len(STAGES), unit="stage", disable=True if args.quiet else None, leave=False)
 
     def progress(stage: Stage, outcome: pipeline.StageOutcome | None) -> None:
         if outcome is None:
