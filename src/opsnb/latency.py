@@ -23,7 +23,7 @@ def latency_by_batch(
     *,
     batch_sizes: Sequence[int] = BATCH_SIZES,
     calls: int = 300,
-    budget_s: float = 1.0,
+    budget_s: float = 0.5,
 ) -> list[dict[str, Any]]:
     """Time ``predict`` on batches drawn from ``pool``; one row of percentiles per batch size.
 

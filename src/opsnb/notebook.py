@@ -235,5 +235,7 @@ def open_stage(name: str, run_dir: str | os.PathLike[str] = config.LAB_RUN) -> S
     index = STAGES.index(stage)
     if index > 0 and not _inputs_present(manifest, stage):
         _say(f"inputs of '{name}' are missing in {folder}: running the earlier stages")
-        pipeline.run(run_dir=folder, until=STAGES[index - 1].name, on_stage=_progress)
+        pipeline.run(
+            run_dir=folder, until=STAGES[index - 1].name, on_stage=_progress, report_html=False
+        )
     return StageContext(stage, folder)

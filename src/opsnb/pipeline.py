@@ -236,6 +236,7 @@ def run(
     until: str | None = None,
     force: bool = False,
     on_stage: Callable[[Stage, StageOutcome | None], None] | None = None,
+    report_html: bool = True,
 ) -> RunResult:
     """Run the pipeline (or the stages ``from_stage``..``until``) and return what happened.
 
@@ -247,6 +248,8 @@ def run(
         until: last stage to run.
         force: execute every selected stage even when its fingerprint is unchanged.
         on_stage: called before each stage with ``None`` and after it with its outcome.
+        report_html: write ``report.html`` at the end (a notebook building its inputs does not:
+            its own stage, the one the report would miss, has not run yet).
 
     Raises:
         ConfigError: an unknown parameter or stage, before any kernel starts.
@@ -275,7 +278,8 @@ def run(
                 on_stage(stage, outcome)
     finally:
         # Even a failed run gets its page: the timeline shows where it stopped and why.
-        _write_report(folder)
+        if report_html:
+            _write_report(folder)
     manifest = RunManifest.load(folder)
     complete = all(manifest.stages.get(s.name, {}).get("status") == "succeeded" for s in STAGES)
     manifest.data.update(status="succeeded" if complete else "partial", updated=now_iso())
