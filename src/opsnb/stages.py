@@ -22,6 +22,8 @@ class Stage:
     consumes: tuple[str, ...]
     produces: tuple[str, ...]
     summary: str
+    outside: tuple[str, ...] = ()
+    """Inputs read from outside the run folder, by name (the runner fingerprints them too)."""
 
     def __post_init__(self) -> None:
         # Every stage tells its story (figures, tables, verdict) for the report: a declared,
@@ -32,6 +34,9 @@ class Stage:
 
 
 SPLITS = ("train", "valid", "test", "trusted")
+
+FROZEN_CONTRACT = "frozen contract"
+"""The data set's contract frozen by its first run (``runs/contracts/<key>.json``)."""
 
 STAGES: tuple[Stage, ...] = (
     Stage(
@@ -59,6 +64,7 @@ STAGES: tuple[Stage, ...] = (
             "data/profile.json",
         ),
         "freeze the schema, quarantine bad rows, split",
+        outside=(FROZEN_CONTRACT,),
     ),
     Stage(
         "design",
