@@ -45,3 +45,22 @@ def test_the_layer_contracts_hold_and_can_fail(tmp_path: Path) -> None:
     assert broken.returncode != 0
     assert "Monitoring reads predictions, never trains or compiles BROKEN" in broken.stdout
     assert "opsnb.monitoring -> opsnb.training" in broken.stdout
+
+
+_TRAINING_STACK = ("sklearn", "pandera", "xgboost", "treelite", "tl2cgen", "papermill")
+
+
+def _loaded_after(statement: str) -> list[str]:
+    """Which modules of the training stack a fresh interpreter holds after ``statement``."""
+    probe = f"import sys; {statement}; print(*[m for m in {_TRAINING_STACK!r} if m in sys.modules])"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    return done.stdout.split()
+
+
+def test_serving_and_the_predictor_import_none_of_the_training_stack() -> None:
+    assert _loaded_after("import opsnb.serving, opsnb.predictor, opsnb.bundle, opsnb.cli") == []
+    # the probe can fail: the pipeline side does load them
+    assert {"sklearn", "pandera"} <= set(_loaded_after("import opsnb.validation"))
+    assert "papermill" in _loaded_after("import opsnb; opsnb.run")

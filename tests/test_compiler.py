@@ -110,7 +110,7 @@ def test_a_library_that_disagrees_with_xgboost_stops_with_the_worst_row(model_ki
     built = compiler.compile_cached(other.model_path, cache_dir=compile_cache)
     wrong = NativeModel(
         private_copy(built.folder / "model.so"),
-        feature_names=[f["name"] for f in kind.schema["features"]],
+        feature_names=kind.schema.feature_names,
     )
     with pytest.raises(ParityError, match=r"differ from xgboost by .* at row \d+.*tolerance 1e-05"):
         golden.prove_parity(
@@ -133,7 +133,7 @@ def test_the_source_package_builds_with_make_alone(categorical_bundle, model_kin
     subprocess.run(["make", "-j2"], cwd=src, env=env, check=True, capture_output=True)
     built = NativeModel(
         private_copy(src / "model.so"),
-        feature_names=[f["name"] for f in model_kinds["categorical"].schema["features"]],
+        feature_names=model_kinds["categorical"].schema.feature_names,
     )
     bundled = load_bundle(categorical_bundle)
     x = model_kinds["categorical"].x

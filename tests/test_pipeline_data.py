@@ -7,6 +7,7 @@ import pytest
 from conftest import census_rows, manifest_of, opsnb_cli, write_census
 from opsnb import config
 from opsnb.artifacts import read_json, sha256_file
+from opsnb.schema import Schema
 
 pytestmark = pytest.mark.slow
 FAST = ["-p", "max_depth", "[3]", "-p", "max_rounds", "80"]
@@ -42,10 +43,10 @@ def test_a_real_world_csv_runs_end_to_end(census_run: Path) -> None:
     card = read_json(census_run / "data/card.json")
     assert card["label_mapping"] == {"<=50K": 0, ">50K": 1}
     assert card["task"] == "binary"
-    schema = read_json(census_run / "schema.json")
-    assert schema["ids"] == ["person_id"]
-    assert schema["label_mapping"] == card["label_mapping"]
-    kinds = {f["name"]: f["kind"] for f in schema["features"]}
+    schema = Schema.load(census_run / "schema.json")
+    assert schema.ids == ("person_id",)
+    assert schema.label_mapping == card["label_mapping"]
+    kinds = {f.name: f.kind for f in schema.features}
     assert kinds["workclass"] == "categorical"
     assert kinds["age"] == "numeric"
     metrics = read_json(census_run / "model/metrics.json")
@@ -126,7 +127,7 @@ def test_a_regression_data_set_runs_end_to_end(data_runs: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     run = data_runs / "diabetes"
-    assert read_json(run / "schema.json")["task"] == "regression"
+    assert Schema.load(run / "schema.json").task == "regression"
     metrics = read_json(run / "model/metrics.json")
     assert metrics["metric"] == "r2"
     assert metrics["scores"]["r2"] > 0.2
