@@ -31,8 +31,8 @@ import pandas as pd
 import xgboost as xgb
 
 from opsnb.compiler import compile_bundle
+from opsnb.schema import Schema, target_vector, to_matrix
 from opsnb.serving.loadtest import bodies_from_run, run_load
-from opsnb.validation import target_vector, to_matrix
 
 HERE = Path(__file__).resolve().parent
 
@@ -46,7 +46,7 @@ def _free_port() -> int:
 def build_model(run: Path, folder: Path, *, trees: int, depth: int) -> tuple[Path, Path]:
     """Train a forest on the run's train split and compile it; return (model file, bundle)."""
     schema_path = run / "bundle" / "schema.json"
-    schema = json.loads(schema_path.read_text())
+    schema = Schema.load(schema_path)
     train = pd.read_parquet(run / "data" / "train.parquet")
     data = xgb.DMatrix(to_matrix(train, schema), label=target_vector(train, schema))
     params = {"objective": "binary:logistic", "max_depth": depth, "eta": 0.05, "nthread": 2}

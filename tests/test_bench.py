@@ -4,6 +4,7 @@ import numpy as np
 
 from conftest import opsnb_cli
 from opsnb import bench
+from opsnb.bundle import verify_bundle
 
 
 def test_every_engine_is_timed_and_agrees_with_opsnb(model_kinds, categorical_bundle):
@@ -11,7 +12,7 @@ def test_every_engine_is_timed_and_agrees_with_opsnb(model_kinds, categorical_bu
     result = bench.bench_model(
         "cat",
         kind.model_path,
-        categorical_bundle,
+        verify_bundle(categorical_bundle),
         kind.x[:500],
         batches=(1, 16),
         threads=(1, 2),

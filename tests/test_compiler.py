@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from model_kinds import bundle_of, reference, train_kind
+from opsnb import bundle as layout
 from opsnb import compiler, golden
 from opsnb.errors import CompileError, ParityError
 from opsnb.native import NativeModel, private_copy
@@ -30,7 +31,7 @@ def test_each_model_kind_compiles_and_holds_parity_with_both_references(
         ("golden rows", "treelite.gtil"),
     ]
     assert all(r["passed"] and r["max_abs_diff"] <= 1e-5 for r in reports)
-    assert sorted(manifest["files"]) == sorted(compiler.BUNDLE_FILES)
+    assert sorted(manifest["files"]) == sorted(layout.FILES)
     model = load_bundle(tmp_path / "bundle")
     x = model_kinds[kind].x
     np.testing.assert_allclose(model.predict(x), reference(model_kinds[kind], x), atol=1e-5, rtol=0)
