@@ -18,19 +18,22 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from opsnb.bundle import GOLDEN, LIBRARY, MANIFEST, VerifiedBundle, verify_bundle
 from opsnb.errors import ArtifactError, ConfigError, SchemaError
 from opsnb.native import NativeModel, private_copy
 from opsnb.parity import check_parity, golden_arrays, parity_report
 from opsnb.schema import Schema, to_matrix
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PART_BUDGET_S = 100e-6
 """A thread takes a part of a batch only if scoring that part costs at least this long: handing
@@ -103,7 +106,8 @@ class CompiledModel:
         return f"CompiledModel(version={self.version!r}, threads={self.threads})"
 
     def _matrix(self, data: pd.DataFrame | np.ndarray) -> np.ndarray:
-        if isinstance(data, pd.DataFrame):
+        pandas = sys.modules.get("pandas")  # not loaded: data cannot be a DataFrame
+        if pandas is not None and isinstance(data, pandas.DataFrame):
             return to_matrix(data, self.schema)
         x = data if isinstance(data, np.ndarray) else np.asarray(data)
         if x.ndim != 2 or x.shape[1] != self.n_features:

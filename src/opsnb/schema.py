@@ -10,8 +10,9 @@ In :func:`to_matrix` a category not in the list, or a missing value, becomes NaN
 it down their learned default branch. The first run of a data set freezes its contract
 (:func:`freeze`); later runs load it (:func:`load_frozen`) and never re-infer it unless asked to.
 
-This module needs numpy and pandas only, so the serving layer can encode rows without the
-training stack (inference, leakage guards and pandera live in :mod:`opsnb.validation`).
+This module needs numpy only, and pandas once a DataFrame is encoded, so the serving layer
+loads it without the training stack (inference, leakage guards and pandera live in
+:mod:`opsnb.validation`) and a server that receives JSON never imports pandas.
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
-import pandas as pd
 
 from opsnb import config
 from opsnb.artifacts import read_json, write_json
 from opsnb.errors import SchemaError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SCHEMA_VERSION = 1
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -287,6 +290,8 @@ def to_matrix(frame: pd.DataFrame, schema: Schema) -> np.ndarray:
     Raises:
         SchemaError: a feature column is missing, or a value is beyond float32 range.
     """
+    import pandas as pd  # noqa: PLC0415 - the caller has a DataFrame: pandas is loaded already
+
     schema.require_columns(frame)
     out = np.empty((len(frame), len(schema.features)), dtype=np.float32)
     for j, feature in enumerate(schema.features):
