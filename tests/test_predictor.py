@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model_kinds import CATEGORIES
 from opsnb.artifacts import sha256_file
 from opsnb.bundle import verify_bundle
 from opsnb.errors import ArtifactError, ConfigError, ParityError, SchemaError
 from opsnb.predictor import load_bundle
+from tests.model_kinds import CATEGORIES
 
 
 @pytest.fixture

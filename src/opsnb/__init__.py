@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any
 from opsnb.errors import OpsnbError
 
 if TYPE_CHECKING:
-    from opsnb.pipeline import open_stage, run
+    from opsnb.notebook import open_stage
+    from opsnb.pipeline import run
     from opsnb.stages import STAGES
 
 __all__ = ["STAGES", "OpsnbError", "open_stage", "run"]
 __version__ = "0.1.0"
 
-_LAZY = {"open_stage": "opsnb.pipeline", "run": "opsnb.pipeline", "STAGES": "opsnb.stages"}
+_LAZY = {"open_stage": "opsnb.notebook", "run": "opsnb.pipeline", "STAGES": "opsnb.stages"}
 
 
 def __getattr__(name: str) -> Any:

@@ -130,11 +130,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise ConfigError(f"{run_dir} has no bundle/manifest.json; run the pipeline first")
     import pandas as pd
 
-    from opsnb import bench
     from opsnb.artifacts import write_json
+    from opsnb.bench import engines
 
     has_run = (run_dir / "bundle" / "manifest.json").is_file()
-    result = bench.run_bench(run_dir=run_dir if has_run else None, quick=args.quick,
+    if not has_run and args.no_large:
+        raise ConfigError(
+            f"nothing to measure: no run with a bundle under {run_dir} and --no-large; "
+            "name a run folder or drop --no-large"
+        )
+    result = engines.run_bench(run_dir=run_dir if has_run else None, quick=args.quick,
                              large=not args.no_large)  # fmt: skip
     with pd.option_context("display.width", 250, "display.max_columns", 20):
         print("median microseconds per row (lower is better)")
@@ -208,10 +213,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_loadtest(args: argparse.Namespace) -> int:
     import orjson
 
-    from opsnb.serving import loadtest
+    from opsnb.bench import load  # a client: the server's stack is not needed
 
-    bodies = loadtest.bodies_from_run(args.run)
-    result = loadtest.run_load(
+    load.check_loopback(args.url)  # before reading any data
+    bodies = load.bodies_from_run(args.run)
+    result = load.run_load(
         args.url,
         bodies,
         requests=args.requests,
@@ -221,7 +227,7 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
     )
     summary = result.summary()
     if args.json:
-        print(orjson.dumps(summary).decode())
+        print(orjson.dumps(summary, option=orjson.OPT_NON_STR_KEYS).decode())
         return 0
     print(
         f"{summary['requests']} requests at concurrency {args.concurrency} in "
