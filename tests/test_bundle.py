@@ -13,7 +13,7 @@ import pytest
 from opsnb import bundle as layout
 from opsnb.artifacts import sha256_file
 from opsnb.bundle import VerifiedBundle, read_manifest, verify_bundle, write_manifest
-from opsnb.errors import ArtifactError, SchemaError
+from opsnb.errors import ArtifactError, ConfigError, SchemaError
 from opsnb.predictor import CompiledModel, load_bundle
 from opsnb.schema import Schema
 from opsnb.serving.reload import ModelSlot, prepare
@@ -95,6 +95,11 @@ def test_a_verified_bundle_is_loaded_without_reading_its_files_again(bundle: Pat
     assert opened["manifest.json"] == opened["schema.json"] == 1
     slot.close()
     served.model.close()
+
+
+def test_a_model_is_built_from_a_verified_bundle_only(categorical_bundle: Path) -> None:
+    with pytest.raises(ConfigError, match=r"CompiledModel needs a VerifiedBundle, got PosixPath"):
+        CompiledModel(categorical_bundle)  # type: ignore[arg-type]
 
 
 CONSTRUCTOR = r"""
