@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from opsnb import config
 from opsnb.errors import SchemaError
 from opsnb.schema import (
     PROBABILITY,
     VALUE,
     Feature,
     Schema,
-    contract_path,
     describe,
     freeze,
     load_frozen,
@@ -149,7 +149,7 @@ def test_describe_is_one_line_per_fact() -> None:
 
 
 def test_the_frozen_contract_is_found_by_key_and_checked_to_fit(runs_dir: Path) -> None:
-    path = contract_path("my data/set-y")
+    path = config.contract_path("my data/set-y")
     assert path == runs_dir / "contracts" / "my_data_set-y.json"
     assert load_frozen(path, target="y", task="binary") is None
     schema = _inferred()

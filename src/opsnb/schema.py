@@ -8,7 +8,8 @@ notebook and test reads the contract through them, never as a raw dict.
 
 In :func:`to_matrix` a category not in the list, or a missing value, becomes NaN: the trees send
 it down their learned default branch. The first run of a data set freezes its contract
-(:func:`freeze`); later runs load it (:func:`load_frozen`) and never re-infer it unless asked to.
+(:func:`freeze`, at :func:`opsnb.config.contract_path`); later runs load it (:func:`load_frozen`)
+and never re-infer it unless asked to.
 
 This module needs numpy only, and pandas once a DataFrame is encoded, so the serving layer
 loads it without the training stack (inference, leakage guards and pandera live in
@@ -25,7 +26,6 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
-from opsnb import config
 from opsnb.artifacts import read_json, write_json
 from opsnb.errors import SchemaError
 
@@ -347,12 +347,6 @@ def describe(schema: Schema) -> str:
 
 
 # -- the frozen contract -----------------------------------------------------------------------
-def contract_path(key: str) -> Path:
-    """Where the frozen contract of the data set ``key`` lives: ``<runs>/contracts/<key>.json``."""
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in key)
-    return config.runs_root() / "contracts" / f"{safe}.json"
-
-
 def freeze(schema: Schema, path: Path) -> Path:
     """Write ``schema`` as the frozen contract at ``path`` (atomically)."""
     return schema.save(path)

@@ -22,6 +22,7 @@ import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 from sklearn.metrics import roc_auc_score
 
+from opsnb import config
 from opsnb.errors import ConfigError, SchemaError
 from opsnb.schema import (
     CATEGORICAL,
@@ -133,7 +134,7 @@ def infer_schema(
     target: str,
     task: str,
     timestamp: str | None = None,
-    range_tolerance: float = 0.1,
+    range_tolerance: float = config.RANGE_TOLERANCE,
     unknown_categories: str = "reject",
     label_mapping: dict[str, int] | None = None,
     leakage_threshold: float = 0.99,
