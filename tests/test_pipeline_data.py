@@ -1,11 +1,12 @@
 """The whole pipeline on data opsnb did not make: a census-like CSV and scikit-learn's diabetes."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from opsnb import config
-from opsnb.artifacts import read_json, sha256_file, write_json
+from opsnb.artifacts import read_json, sha256_file
 from opsnb.schema import Schema
 from tests.support import census_rows, manifest_of, opsnb_cli, write_census
 
@@ -150,15 +151,19 @@ def test_a_changed_frozen_contract_reruns_prepare(census_run: Path, data_runs: P
     frozen = contract.read_bytes()
     assert until_prepare()["prepare"] in {"reused", "unchanged"}
     assert until_prepare()["prepare"] == "unchanged"
-    schema = read_json(contract)
-    age = next(f for f in schema["features"] if f["name"] == "age")
-    age["upper"] = 77.5  # next month's contract: applicants over 77 are refused
-    write_json(contract, schema)
+    frozen_schema = Schema.load(contract)
+    schema = replace(  # next month's contract: applicants over 77 are refused
+        frozen_schema,
+        features=tuple(
+            replace(f, upper=77.5) if f.name == "age" else f for f in frozen_schema.features
+        ),
+    )
+    schema.save(contract)
     try:
         outcomes = until_prepare()
         assert outcomes == {"problem": "unchanged", "dataset": "unchanged", "prepare": "executed"}
         run = data_runs / "census-contract"
-        assert read_json(run / "schema.json") == schema
+        assert Schema.load(run / "schema.json") == schema
         refused = read_json(run / "data/profile.json")["quarantine"]["by_reason"]["out of range"]
         assert refused > 0
         assert until_prepare()["prepare"] == "unchanged"
