@@ -90,7 +90,7 @@ def test_without_timestamp_the_split_is_stratified_and_regression_works() -> Non
     shares = [s["positive_share"] for s in splits.values()]
     assert max(shares) - min(shares) < 0.05
     diabetes = _prepare(datasets.load("diabetes"))
-    assert diabetes.schema["task"] == "regression"
+    assert diabetes.schema.task == "regression"
     assert "target_mean" in prepare.profile(diabetes)["splits"]["test"]
 
 

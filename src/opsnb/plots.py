@@ -69,17 +69,23 @@ def _pct(value: float) -> str:
 
 
 # -- prepare -------------------------------------------------------------------------------------
+def _field(feature: Any, key: str) -> Any:
+    """A feature's field, from ``schema.json``'s dict or a typed ``opsnb.schema.Feature``."""
+    return feature.get(key) if isinstance(feature, Mapping) else getattr(feature, key, None)
+
+
 def distributions(
     frame: pd.DataFrame,
-    features: Sequence[Mapping[str, Any]],
+    features: Sequence[Any],
     *,
     limit: int = 16,
     missing_limit: float = 0.05,
 ) -> Figure:
     """One panel per feature (the first ``limit``): a histogram with the accepted range, or counts.
 
-    A panel is accented when the feature misses more than ``missing_limit`` of its values or has
-    values outside the contract's accepted range (``lower``/``upper`` in ``schema.json``).
+    ``features`` are the schema's features (typed ``Feature`` objects or their dicts). A panel
+    is accented when the feature misses more than ``missing_limit`` of its values or has values
+    outside the contract's accepted range (``lower``/``upper`` in ``schema.json``).
     """
     shown = list(features)[:limit]
     cols = min(4, max(1, len(shown)))
@@ -89,11 +95,12 @@ def distributions(
     flagged = []
     for ax, feature in zip(axes, shown, strict=False):
         _style(ax)
-        column = frame[feature["name"]]
+        name, kind = _field(feature, "name"), _field(feature, "kind")
+        column = frame[name]
         missing = float(column.isna().mean())
-        if feature["kind"] == "numeric":
+        if kind == "numeric":
             values = pd.to_numeric(column, errors="coerce").dropna()
-            lower, upper = feature.get("lower"), feature.get("upper")
+            lower, upper = _field(feature, "lower"), _field(feature, "upper")
             outside = bool(
                 lower is not None
                 and upper is not None
@@ -104,19 +111,19 @@ def distributions(
             if lower is not None and upper is not None:
                 ax.axvline(lower, color=INK, linestyle="--", linewidth=0.9)
                 ax.axvline(upper, color=INK, linestyle="--", linewidth=0.9)
-            ax.set_xlabel(f"{feature['name']} (value; dashed: accepted range)", fontsize=7)
+            ax.set_xlabel(f"{name} (value; dashed: accepted range)", fontsize=7)
         else:
             bad = missing > missing_limit
             counts = column.astype("string").value_counts().head(10)
             ax.barh(counts.index.astype(str), counts.to_numpy(), color=ACCENT if bad else GREY)
             ax.invert_yaxis()
             ax.tick_params(axis="y", labelsize=7)
-            ax.set_xlabel(f"{feature['name']} (rows per category)", fontsize=7)
-        ax.set_ylabel("rows" if feature["kind"] == "numeric" else "", fontsize=7)
-        ax.set_title(f"{feature['name']}: {_pct(missing)} missing", fontsize=8,
+            ax.set_xlabel(f"{name} (rows per category)", fontsize=7)
+        ax.set_ylabel("rows" if kind == "numeric" else "", fontsize=7)
+        ax.set_title(f"{name}: {_pct(missing)} missing", fontsize=8,
                      color=ACCENT if bad else INK)  # fmt: skip
         if bad:
-            flagged.append(feature["name"])
+            flagged.append(name)
     for ax in axes[len(shown) :]:
         ax.set_visible(False)
     more = f" (first {limit} of {len(features)})" if len(features) > limit else ""

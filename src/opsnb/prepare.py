@@ -22,6 +22,7 @@ from sklearn.model_selection import train_test_split
 
 from opsnb import config
 from opsnb.errors import ConfigError, DataError
+from opsnb.schema import Feature, Schema
 from opsnb.validation import REASONS, coerce, column_kind, infer_schema, is_id_like, violations
 
 QUARANTINE_REASON = "quarantine_reason"
@@ -41,7 +42,7 @@ class Prepared:
         inferred: True when the contract was inferred in this run (first run or refreeze).
     """
 
-    schema: dict[str, Any]
+    schema: Schema
     parts: dict[str, pd.DataFrame]
     quarantined: pd.DataFrame
     rows_in: int
@@ -73,7 +74,7 @@ class Prepared:
 
 
 def screen(
-    frame: pd.DataFrame, *, target: str, schema: dict[str, Any]
+    frame: pd.DataFrame, *, target: str, schema: Schema
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Coerce ``frame`` to the schema's types; return it and each row's reason and column.
 
@@ -88,7 +89,7 @@ def screen(
     wrong = mistyped.notna() & found["reason"].isna()
     found.loc[wrong, "reason"] = "wrong type"
     found.loc[wrong, "column"] = mistyped[wrong]
-    ids = set(schema.get("ids", ()))
+    ids = set(schema.ids)
     content = [c for c in frame.columns if c not in ids and not is_id_like(frame[c])]
     kept = found["reason"].isna()
     duplicated = coerced[kept].duplicated(subset=content, keep="first")
@@ -97,15 +98,18 @@ def screen(
 
 
 def provisional_schema(
-    frame: pd.DataFrame, *, target: str, timestamp: str | None
-) -> dict[str, Any]:
+    frame: pd.DataFrame, *, target: str, task: str, timestamp: str | None
+) -> Schema:
     """Column kinds before any contract exists (first run): enough to find type errors."""
-    columns = [c for c in frame.columns if c not in (target, timestamp)]
-    ids = [c for c in columns if is_id_like(frame[c])]
-    return {
-        "ids": ids,
-        "features": [{"name": c, "kind": column_kind(frame[c])} for c in columns if c not in ids],
-    }
+    columns = [str(c) for c in frame.columns if c not in (target, timestamp)]
+    ids = tuple(c for c in columns if is_id_like(frame[c]))
+    return Schema(
+        task=task,
+        target=target,
+        timestamp=timestamp,
+        ids=ids,
+        features=tuple(Feature(c, column_kind(frame[c])) for c in columns if c not in ids),
+    )
 
 
 def prepare(
@@ -116,13 +120,13 @@ def prepare(
     timestamp: str | None,
     fractions: dict[str, float],
     seed: int,
-    frozen: dict[str, Any] | None = None,
+    frozen: Schema | None = None,
     range_tolerance: float | None = None,
     unknown_categories: str = "reject",
     label_mapping: dict[str, int] | None = None,
 ) -> Prepared:
     """Quarantine, split and (on first run) infer the contract; see the module docstring."""
-    first = frozen or provisional_schema(raw, target=target, timestamp=timestamp)
+    first = frozen or provisional_schema(raw, target=target, task=task, timestamp=timestamp)
     coerced, found = screen(raw, target=target, schema=first)
     parts = split(
         coerced[found["reason"].isna()],
@@ -215,7 +219,7 @@ def balance(part: pd.DataFrame, *, target: str, task: str) -> dict[str, Any]:
 def profile(prepared: Prepared, *, timestamp: str | None = None) -> dict[str, Any]:
     """Rows, missing shares, class balance and time range per split, and the quarantine summary."""
     schema = prepared.schema
-    target, task = schema["target"], schema["task"]
+    target, task = schema.target, schema.task
     usable = pd.concat(prepared.parts.values(), ignore_index=True)
     splits = {}
     for name, part in prepared.parts.items():
@@ -234,7 +238,7 @@ def profile(prepared: Prepared, *, timestamp: str | None = None) -> dict[str, An
             "share": round(prepared.quarantined_share, 4),
             "by_reason": prepared.reason_counts(),
         },
-        "excluded": schema.get("excluded", {}),
+        "excluded": dict(schema.excluded),
         "contract": "inferred" if prepared.inferred else "frozen",
     }
 
