@@ -121,7 +121,7 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
                 print(f"cleaned {path}")
         return 0
     if args.action == "adopt":
-        executed = Path(args.from_run) / "notebooks"
+        executed = config.executed_notebooks_dir(args.from_run)
         for path in paths:
             if (executed / path.name).is_file():
                 for cell in hygiene.adopt_checked_outputs(path, executed / path.name):
