@@ -4,10 +4,12 @@
 #   docker build --build-arg RUN=runs/<run-id> -t opsnb-serve .
 #   docker run --rm -p 8000:8000 -v opsnb-log:/var/lib/opsnb opsnb-serve
 #
-# The build stage has the compiler and the whole project; it checks the bundle against its
-# manifest (so a tampered bundle fails the build) and builds a wheel. The serving stage has
-# neither gcc nor the training stack's notebooks: the wheel, the bundle and the test split for
-# `opsnb loadtest`.
+# The build stage has the compiler and the project; it checks the bundle against its manifest
+# (so a tampered bundle fails the build) and builds a wheel. The serving stage installs the
+# wheel without extras: only what serving needs (numpy, pandas, pyarrow, starlette, uvicorn,
+# orjson, prometheus-client), none of the pipeline's stack (no XGBoost, scikit-learn, pandera,
+# papermill or Jupyter; see the `pipeline` extra in pyproject.toml), no gcc; plus the bundle
+# and the test split for `opsnb loadtest`.
 
 ARG PYTHON=3.11
 

@@ -6,12 +6,12 @@
 - ``noop``: opsnb's own stack (Starlette, uvicorn with uvloop + httptools, orjson) answering a
   constant: the ceiling the Python HTTP stack leaves for any model.
 
-Each factory reads the model and schema paths from ``$BENCH_MODEL`` and ``$BENCH_SCHEMA``.
+Each factory reads the model and schema paths from ``$OPSNB_BENCH_MODEL`` and
+``$OPSNB_BENCH_SCHEMA`` (:mod:`opsnb.config`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -25,13 +25,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from opsnb.validation import to_matrix
+from opsnb import config
+from opsnb.schema import Schema, to_matrix
 
 
-def _model_and_schema() -> tuple[xgb.Booster, dict[str, Any]]:
-    booster = xgb.Booster(model_file=os.environ["BENCH_MODEL"])  # as users do: default threads
-    with open(os.environ["BENCH_SCHEMA"]) as handle:
-        return booster, json.load(handle)
+def _model_and_schema() -> tuple[xgb.Booster, Schema]:
+    booster = xgb.Booster(model_file=os.environ[config.BENCH_MODEL_ENV])  # as users do
+    return booster, Schema.load(os.environ[config.BENCH_SCHEMA_ENV])
 
 
 def handwritten_pandas() -> FastAPI:
@@ -51,10 +51,10 @@ def handwritten_numpy() -> FastAPI:
     """FastAPI + a numpy row + ``Booster.inplace_predict``."""
     booster, schema = _model_and_schema()
     codes = [
-        {c: float(i) for i, c in enumerate(f["categories"])} if f["kind"] == "categorical" else None
-        for f in schema["features"]
+        {c: float(i) for i, c in enumerate(f.categories)} if f.is_categorical else None
+        for f in schema.features
     ]
-    names = [f["name"] for f in schema["features"]]
+    names = schema.feature_names
     app = FastAPI()
 
     @app.post("/predict")

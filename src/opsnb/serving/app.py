@@ -32,11 +32,12 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from opsnb import config, signing
+from opsnb.bundle import VerifiedBundle
 from opsnb.errors import OpsnbError, RequestError
 from opsnb.serving import openapi
 from opsnb.serving.admin import LOOPBACK_NAMES, Access
 from opsnb.serving.batching import MicroBatcher
-from opsnb.serving.contract import parse_feedback
+from opsnb.serving.contract import error_kind, parse_feedback
 from opsnb.serving.control import POLL_S, Control
 from opsnb.serving.frontdoor import FrontDoor
 from opsnb.serving.metrics import ServiceMetrics
@@ -46,15 +47,6 @@ from opsnb.serving.store import ModelStore, Trust, escape
 
 log = logging.getLogger(__name__)
 
-_ERROR_KINDS = {
-    400: "syntax",
-    404: "unknown_id",
-    408: "slow_body",
-    413: "size",
-    415: "media_type",
-    422: "contract",
-    503: "overload",
-}
 _LOG_PROBE_S = 0.5
 
 
@@ -117,7 +109,7 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 def _kind(exc: RequestError) -> str:
-    return exc.kind or _ERROR_KINDS.get(exc.status, "client")
+    return exc.kind or error_kind(exc.status)
 
 
 def _refusal_body(exc: RequestError) -> bytes:
@@ -132,14 +124,15 @@ def _refusal(exc: RequestError) -> Response:
 
 
 class Service:
-    """The state behind the routes: one per app."""
+    """The state behind the routes: one per app (``verified``: see :func:`create_app`)."""
 
-    def __init__(self, options: ServeOptions) -> None:
+    def __init__(self, options: ServeOptions, verified: VerifiedBundle | None = None) -> None:
         self.options = options
         self.metrics = ServiceMetrics()
         self.slot = ModelSlot(
             ModelStore.serving(options.bundle, options.store),
             trust=Trust(signing.trusted_keys(options.trust_keys), options.allow_unsigned),
+            verified=verified,
             range_slack=options.range_slack,
             max_records=options.max_records,
             warm_rows=options.max_batch,
@@ -381,7 +374,7 @@ class Service:
                 raise RequestError(
                     "the service is starting; retry shortly", status=503, kind="not_ready"
                 )
-            task = str(served.model.schema.get("task", "binary"))
+            task = served.model.schema.task
             rid, label = parse_feedback(await self._body(request), task=task)
             admin = self.access.is_admin(request.scope)
             try:
@@ -539,9 +532,13 @@ class Service:
 _ENDPOINTS = ("/predict", "/feedback", "/admin/reload")
 
 
-def create_app(options: ServeOptions) -> ASGIApp:
-    """Build the prediction service for ``options.bundle``; the model loads at startup."""
-    service = Service(options)
+def create_app(options: ServeOptions, *, verified: VerifiedBundle | None = None) -> ASGIApp:
+    """Build the prediction service for ``options.bundle``; the model loads at startup.
+
+    ``verified``: ``options.bundle`` as the caller already verified it (``opsnb serve`` checks
+    the bundle before it starts); the first load uses it rather than hashing every file again.
+    """
+    service = Service(options, verified)
     app = Starlette(
         routes=[
             Route("/predict", service.predict, methods=["POST"]),

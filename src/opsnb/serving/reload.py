@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 
 from opsnb import predictor
-from opsnb.errors import ArtifactError, OpsnbError
+from opsnb.bundle import VerifiedBundle, resolve_bundle, verify_bundle
+from opsnb.errors import OpsnbError
+from opsnb.schema import Schema
 from opsnb.serving.contract import RequestContract
 from opsnb.serving.store import ModelStore, Trust, escape
 
@@ -30,24 +32,6 @@ log = logging.getLogger(__name__)
 
 RETIRE_AFTER_S = 60.0
 """How long a replaced model stays loaded for the requests it had admitted."""
-
-
-def resolve_bundle(path: str | os.PathLike[str]) -> Path:
-    """Return the bundle folder for a run folder (``runs/<id>``) or a bundle folder itself.
-
-    Symbolic links are resolved now, so serving ``runs/latest`` and reloading later picks up
-    the run that ``latest`` points at then.
-    """
-    folder = Path(path).expanduser().resolve()
-    if (folder / "bundle" / "manifest.json").is_file():
-        return folder / "bundle"
-    if (folder / "manifest.json").is_file():
-        return folder
-    raise ArtifactError(
-        f"{path} is neither a run folder with bundle/manifest.json nor a bundle folder; "
-        "run the pipeline through 'operationalize' first (opsnb run --until operationalize)",
-        path=str(path),
-    )
 
 
 @dataclass(frozen=True)
@@ -66,49 +50,53 @@ class ServedModel:
         return str(self.model.version)
 
 
-def _typical_rows(schema: dict[str, Any], rows: int) -> np.ndarray:
+def _typical_rows(schema: Schema, rows: int) -> np.ndarray:
     """Rows of mid-range values (category code 0), for warming the library up."""
     values = [
-        0.0 if f["kind"] == "categorical" else (float(f["min"]) + float(f["max"])) / 2
-        for f in schema["features"]
+        0.0 if f.is_categorical or f.min is None or f.max is None else (f.min + f.max) / 2
+        for f in schema.features
     ]
     return np.tile(np.asarray(values, dtype=np.float32), (rows, 1))
 
 
+def verify(folder: Path, trust: Trust) -> VerifiedBundle:
+    """Signature, then every file's hash: all before any native code of the bundle is loaded."""
+    trust.check(folder)
+    return verify_bundle(folder)
+
+
 def prepare(
-    bundle: str | os.PathLike[str],
+    bundle: VerifiedBundle | str | os.PathLike[str],
     *,
     trust: Trust | None = None,
     range_slack: float | None = 1.0,
     max_records: int = 1000,
     warm_rows: int = 64,
 ) -> ServedModel:
-    """Check trust, verify, load, self-check and warm up a bundle; refuse it otherwise.
+    """Verify, load, self-check and warm up a bundle; refuse it with an OpsnbError otherwise.
 
-    ``trust`` defaults to :meth:`Trust.default` (the project key).
-
-    Raises:
-        OpsnbError: the bundle was refused at some step.
+    ``bundle`` is a run or bundle folder (its signature checked against ``trust``, default
+    :meth:`Trust.default`, and its files verified here, before any of its native code is
+    loaded), or a :class:`~opsnb.bundle.VerifiedBundle` already verified that way: either way
+    each file is hashed once and the golden rows are checked once.
     """
-    folder = resolve_bundle(bundle)
-    verify(folder, trust or Trust.default())
-    model = predictor.load_bundle(folder)
+    verified = (
+        bundle
+        if isinstance(bundle, VerifiedBundle)
+        else verify(resolve_bundle(bundle), trust or Trust.default())
+    )
+    model = predictor.load_bundle(verified, self_check=False)
     try:
-        model.self_check()
+        model.self_check()  # a served bundle must carry golden rows: no skipping it here
         for rows in (1, warm_rows, 1, warm_rows):
             model.predict(_typical_rows(model.schema, rows))
         contract = RequestContract(model.schema, range_slack=range_slack, max_records=max_records)
     except Exception:
         model.close()
         raise
-    output = "probability" if model.schema.get("task") == "binary" else "value"
-    return ServedModel(model=model, contract=contract, bundle=folder, output=output)
-
-
-def verify(folder: Path, trust: Trust) -> None:
-    """Signature, then every file's hash: all before any native code of the bundle is loaded."""
-    trust.check(folder)
-    predictor.verify_bundle(folder)
+    return ServedModel(
+        model=model, contract=contract, bundle=verified.path, output=model.schema.output
+    )
 
 
 class ModelSlot:
@@ -117,34 +105,40 @@ class ModelSlot:
     Args:
         store: where versions come from (a run or bundle folder given alone: its parent).
         trust: whose bundles load (default: :meth:`Trust.default`).
+        verified: the configured version as the caller already verified it (signature and
+            files, e.g. ``opsnb serve`` before it started): the first load uses it instead of
+            hashing the files again; later reloads verify anew.
         options: keyword options of :func:`prepare`.
     """
 
     def __init__(
-        self, store: ModelStore | str | os.PathLike[str], *, trust: Trust | None = None,
+        self,
+        store: ModelStore | str | os.PathLike[str],
+        *,
+        trust: Trust | None = None,
+        verified: VerifiedBundle | None = None,
         **options: Any,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.store = store if isinstance(store, ModelStore) else ModelStore.serving(store)
+        self._verified = verified
         self.trust = trust or Trust.default()
         self.current: ServedModel | None = None
         self.last_error: str | None = None
         self._options = options
         self._lock = asyncio.Lock()
 
-    def check(self, version: str | None = None) -> Path:
+    def check(self, version: str | None = None) -> VerifiedBundle:
         """Resolve ``version`` in the store and verify it (trust, hashes); nothing is loaded.
 
         Raises:
             OpsnbError: the version is refused.
         """
-        folder = self.store.resolve(version)
-        verify(folder, self.trust)
-        return folder
+        return verify(self.store.resolve(version), self.trust)
 
     async def reload(self, version: str | None = None) -> ServedModel:
         """Prepare ``version`` of the store (default: the configured one), then swap it in.
 
-        The bundle is prepared off the event loop.
+        The bundle is verified and prepared off the event loop.
 
         Raises:
             OpsnbError: the bundle was refused; the current model keeps serving.
@@ -152,8 +146,11 @@ class ModelSlot:
         shown = escape(version or self.store.default, 80)
         async with self._lock:
             try:
-                folder = self.store.resolve(version)
-                fresh = await asyncio.to_thread(prepare, folder, trust=self.trust, **self._options)
+                if version is None and self._verified is not None:
+                    verified, self._verified = self._verified, None
+                else:
+                    verified = await asyncio.to_thread(self.check, version)
+                fresh = await asyncio.to_thread(prepare, verified, **self._options)
             except OpsnbError as exc:
                 self.last_error = str(exc)
                 log.error("refused model version %s: %s", shown, escape(exc, 400))
