@@ -42,7 +42,8 @@ log = logging.getLogger(__name__)
 _RATE_WINDOW_S = 0.1
 _RATE_DECAY = 0.98  # per window: the peak rate forgets slowly when the load falls
 _TICK_S = 0.005  # the loop-lag ticker's period
-_ALWAYS_ADMIT = 2  # requests admitted whatever the lag or queue (one forms, one runs)
+_ALWAYS_ADMIT = 8  # in flight whatever the lag or queue: so few cannot overload the server,
+# and on a machine shared with other work its late timers must not refuse them
 _LAG_FLOOR_S = 0.01  # a busy machine's timers run this late anyway: no reason to refuse
 _LAG_DECAY = 0.9  # per tick: the lag estimate follows a rise at once and a fall within ~50 ms
 
