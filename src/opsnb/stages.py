@@ -30,9 +30,13 @@ class Stage:
     consumes: tuple[str, ...]
     produces: tuple[str, ...]
     summary: str
+    optional: tuple[str, ...] = ()
+    """Inputs read only when the run holds them sealed (e.g. rows admitted by an update)."""
 
 
 SPLITS = ("train", "valid", "test", "trusted")
+ADMITTED = "data/admitted.parquet"
+"""Rows admitted by ``opsnb update``: a challenger run's prepare stage adds them to ``train``."""
 
 STAGES: tuple[Stage, ...] = (
     Stage(
@@ -60,6 +64,7 @@ STAGES: tuple[Stage, ...] = (
             "data/profile.json",
         ),
         "freeze the schema, quarantine bad rows, split",
+        (ADMITTED,),
     ),
     Stage(
         "design",
@@ -115,6 +120,24 @@ STAGES: tuple[Stage, ...] = (
         ("monitor/production.parquet", "monitor/drift.json", "monitor/alerts.json"),
         "score a production batch, measure drift",
     ),
+    Stage(
+        "update",
+        "08_update.ipynb",
+        (
+            "problem.json",
+            "schema.json",
+            "design.json",
+            "data/card.json",
+            "data/train.parquet",
+            "data/valid.parquet",
+            "data/test.parquet",
+            "data/trusted.parquet",
+            "model/model.ubj",
+            "bundle/manifest.json",
+        ),
+        ("update/batch.parquet", "update/decision.json", "update/flagged.parquet"),
+        "screen the next labelled batch, retrain, challenger against champion",
+    ),
 )
 
 
@@ -135,6 +158,11 @@ def producer_of(relpath: str) -> Stage:
     raise ArtifactError(f"no stage declares '{relpath}' as an output", path=relpath)
 
 
+def present_inputs(stage: Stage, manifest: RunManifest) -> tuple[str, ...]:
+    """The stage's required inputs plus the optional ones this run holds sealed."""
+    return stage.consumes + tuple(r for r in stage.optional if r in manifest.artifacts)
+
+
 def _usage() -> tuple[float, int]:
     """CPU seconds of this process and its waited-for children, and peak RSS in KiB."""
     me = resource.getrusage(resource.RUSAGE_SELF)
@@ -152,7 +180,7 @@ class StageContext:
         self.manifest = RunManifest.load(run_dir)
         self._cpu0, _ = _usage()
         self._t0 = time.perf_counter()
-        for relpath in stage.consumes:
+        for relpath in present_inputs(stage, self.manifest):
             self.manifest.verify(relpath)
 
     def __repr__(self) -> str:
@@ -161,13 +189,17 @@ class StageContext:
     # -- inputs ------------------------------------------------------------------------------
     def input(self, relpath: str) -> Path:
         """Return the verified path of a declared input."""
-        if relpath not in self.stage.consumes:
+        if relpath not in self.stage.consumes + self.stage.optional:
             raise StageError(
                 f"stage '{self.stage.name}' reads '{relpath}' but does not declare it; "
                 f"declared inputs: {', '.join(self.stage.consumes) or 'none'}",
                 stage=self.stage.name,
             )
         return self.manifest.verify(relpath)
+
+    def has_input(self, relpath: str) -> bool:
+        """True when the optional input ``relpath`` is sealed in this run."""
+        return relpath in self.stage.optional and relpath in self.manifest.artifacts
 
     def inputs_under(self, prefix: str) -> Path:
         """Verify every declared input under folder ``prefix`` and return that folder."""
