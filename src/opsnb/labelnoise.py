@@ -164,8 +164,9 @@ def excess_issues(
     rows and the batch rows apart. Per direction (given ``i``, likely ``j``) the batch's noise
     rate minus the training rows' rate, times the batch rows labelled ``i``, is the number of
     batch rows pruned (largest margins first), provided the batch's confident counts exceed
-    what the training rate predicts (one binomial test over every direction together, so an
-    excess in one direction is not diluted by the others).
+    the training rows' share of confident issues (Fisher's exact test over every direction
+    together, so an excess in one direction is not diluted by the others, and the training
+    rate's own uncertainty is accounted for).
 
     Returns:
         The flag per batch row (in batch order), one table row per direction with the
@@ -185,13 +186,10 @@ def excess_issues(
     train, batch = parts["train"], parts["batch"]
     off = ~np.eye(k, dtype=bool)
     hits = int(batch["counts"][off].sum())
-    expected = float((train["raw"] * batch["given"][:, None])[off].sum())
-    n = int(in_batch.sum())
-    p = (
-        float(stats.binomtest(hits, n, min(expected / n, 1 - 1e-9), alternative="greater").pvalue)
-        if n and expected > 0
-        else float(hits == 0)
-    )
+    n, n_train = int(in_batch.sum()), int((~in_batch).sum())
+    train_hits = int(train["counts"][off].sum())
+    table_2x2 = [[hits, n - hits], [train_hits, n_train - train_hits]]
+    p = float(stats.fisher_exact(table_2x2, alternative="greater").pvalue) if n and n_train else 1.0
     flags = np.zeros(len(labels), dtype=bool)
     rows = []
     for i in range(k):

@@ -49,14 +49,15 @@ class ScreenOptions:
 
     Attributes:
         folds: folds of the out-of-fold probabilities for confident learning.
-        label_alpha: significance of a batch's excess of label issues (one-sided binomial).
+        label_alpha: significance of a batch's excess of label issues (Fisher's exact test).
         backdoor_alpha: false discovery rate of the backdoor scan (Benjamini-Hochberg).
         backdoor_min_rows: smallest group tested (also at least 0.5 % of the batch).
         backdoor_min_purity: a group's label purity in the batch must reach this.
         backdoor_min_gap: and exceed its reference purity by this much.
         backdoor_bins: quantile bins of the trusted data per numeric feature (narrow ranges).
         min_trusted_rows: fewest trusted rows in a group to use the trusted purity as reference.
-        shift_psi: a feature whose PSI against the trusted holdout reaches this refuses the batch.
+        shift_psi: a feature whose PSI against the trusted holdout reaches this refuses the batch
+            (when the difference is also significant at ``shift_alpha``, BH over features).
         max_flagged_share: more rows flagged than this refuses the whole batch.
         tolerance: how much worse (metric units) the trusted metric may get before refusing.
         resamples: bootstrap resamples of the paired comparison.
@@ -74,6 +75,7 @@ class ScreenOptions:
     backdoor_bins: int = 50
     min_trusted_rows: int = 30
     shift_psi: float = monitoring.PSI_MAJOR
+    shift_alpha: float = 0.01
     max_flagged_share: float = 0.25
     tolerance: float = 0.002
     resamples: int = 1000
@@ -240,7 +242,13 @@ def backdoor_scan(
     for kind, feature, key, tkey in _group_keys(batch, schema, trusted, options.backdoor_bins):
         key = key.reset_index(drop=True)
         counts = key.value_counts(dropna=True)
-        for value in counts.index[counts.to_numpy() >= min_rows]:
+        values = counts.index[counts.to_numpy() >= min_rows]
+        if kind == "value":
+            # Exact values repeat naturally (scores, counts); test only those over-represented
+            # in the batch against the trusted data: a choice blind to labels, so BH holds.
+            ref_share = tkey.value_counts(normalize=True).reindex(values).fillna(0).to_numpy()
+            values = values[counts[values].to_numpy() / len(key) >= 2 * ref_share]
+        for value in values:
             member = (key == value).to_numpy(dtype=bool, na_value=False)
             n = int(member.sum())
             ones = int(labels[member].sum())
@@ -299,15 +307,35 @@ def backdoor_scan(
 
 
 def shift_check(
-    batch: pd.DataFrame, trusted: pd.DataFrame, schema: dict[str, Any]
+    batch: pd.DataFrame, trusted: pd.DataFrame, schema: dict[str, Any], *, psi: float, alpha: float
 ) -> pd.DataFrame:
-    """PSI of each feature of the batch against the trusted holdout (monitoring's statistic)."""
-    return monitoring.drift_table(
-        to_matrix(trusted, schema),
-        to_matrix(batch, schema),
-        feature_names(schema),
-        [f["kind"] for f in schema["features"]],
-    )
+    """Per feature, the batch against the trusted holdout: PSI (monitoring's) and a test.
+
+    PSI grows with sampling noise on small samples, so a feature counts as ``shifted`` only
+    when its PSI reaches ``psi`` and the difference is significant: Kolmogorov-Smirnov for
+    numbers, chi-squared on category counts, Benjamini-Hochberg over the features at ``alpha``.
+    """
+    ref, cur = to_matrix(trusted, schema), to_matrix(batch, schema)
+    kinds = {f["name"]: f["kind"] for f in schema["features"]}
+    names = feature_names(schema)
+    table = monitoring.drift_table(ref, cur, names, list(kinds.values()))
+    p_values = []
+    for name in table["feature"]:
+        j = names.index(name)
+        a, b = ref[:, j], cur[:, j]
+        if kinds[name] == "numeric":
+            a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+            p = float(stats.ks_2samp(a, b).pvalue) if len(a) and len(b) else 1.0
+        else:
+            a, b = np.nan_to_num(a, nan=-1.0), np.nan_to_num(b, nan=-1.0)
+            values = np.union1d(a, b)
+            counts = np.array([[(a == v).sum() for v in values], [(b == v).sum() for v in values]])
+            p = float(stats.chi2_contingency(counts).pvalue) if len(values) > 1 else 1.0
+        p_values.append(p)
+    table["p_value"] = p_values
+    table["q_value"] = stats.false_discovery_control(np.asarray(p_values)) if p_values else []
+    table["shifted"] = (table["psi"] >= psi) & (table["q_value"] <= alpha)
+    return table
 
 
 def worse(comparison: dict[str, Any], metric: str, tolerance: float) -> bool:
@@ -402,12 +430,12 @@ def screen(
         found.loc[new, ["check", "reason"]] = ["label issue", "label issue: confident learning"]
         found.loc[new, "detail"] = issues[new].to_numpy()
     admitted = kept[found.loc[kept.index, "check"].isna()]
-    result.shift = shift_check(admitted if len(admitted) else kept, trusted, schema)
-    shifted = result.shift[result.shift["psi"] >= opts.shift_psi]
-    for r in shifted.itertuples():
+    result.shift = shift_check(admitted if len(admitted) else kept, trusted, schema,
+                               psi=opts.shift_psi, alpha=opts.shift_alpha)  # fmt: skip
+    for r in result.shift[result.shift["shifted"]].itertuples():
         result.refusals.append(
             f"distribution shift: feature {r.feature!r} PSI {r.psi:.3f} >= {opts.shift_psi} "
-            "against the trusted holdout"
+            f"against the trusted holdout (q={r.q_value:.2g})"
         )
     share = found["check"].notna().mean()
     if share > opts.max_flagged_share:
