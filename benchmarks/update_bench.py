@@ -37,8 +37,9 @@ SCENARIOS = ("clean", "label-flip", "backdoor", "drift")
 
 
 def _auc(model, trusted, schema) -> float:
-    return float(roc_auc_score(target_vector(trusted, schema),
-                               training.predict(model, trusted, schema)))  # fmt: skip
+    return float(
+        roc_auc_score(target_vector(trusted, schema), training.predict(model, trusted, schema))
+    )
 
 
 def _rows_of(batch: pd.DataFrame, flagged: pd.DataFrame, check: str) -> np.ndarray:
@@ -49,8 +50,9 @@ def _rows_of(batch: pd.DataFrame, flagged: pd.DataFrame, check: str) -> np.ndarr
 
 def loans_seed(seed: int, rows: int, batch_rows: int, threads: int) -> list[dict]:
     raw = loans.loan_applications(rows, seed=seed)
-    prep = prepare.prepare(raw, target="default", task="binary", timestamp="applied_at",
-                           fractions=FRACTIONS, seed=seed)  # fmt: skip
+    prep = prepare.prepare(
+        raw, target="default", task="binary", timestamp="applied_at", fractions=FRACTIONS, seed=seed
+    )
     schema, parts = prep.schema, prep.parts
     train, valid, trusted = parts["train"], parts["valid"], parts["trusted"]
     champion = poisoning.fit(train, valid, schema, HYPER, seed=seed, threads=threads)
@@ -58,20 +60,41 @@ def loans_seed(seed: int, rows: int, batch_rows: int, threads: int) -> list[dict
     options = poisoning.ScreenOptions(seed=seed, threads=threads)
     clean = loans.production_stream(batch_rows, seed=seed + 1000, after=after)
     clean_rows, _ = poisoning.contract_check(poisoning.labelled_batch(clean, schema), schema)
-    auc_clean = _auc(poisoning.fit(pd.concat([train, clean_rows]), valid, schema, HYPER,
-                                   seed=seed, threads=threads), trusted, schema)  # fmt: skip
+    auc_clean = _auc(
+        poisoning.fit(
+            pd.concat([train, clean_rows]), valid, schema, HYPER, seed=seed, threads=threads
+        ),
+        trusted,
+        schema,
+    )
     out = []
     for name in SCENARIOS:
-        batch = loans.production_stream(batch_rows, seed=seed + 1000, after=after,
-                                        scenario=loans.scenario(name))  # fmt: skip
+        batch = loans.production_stream(
+            batch_rows, seed=seed + 1000, after=after, scenario=loans.scenario(name)
+        )
         t0 = time.perf_counter()
-        screened = poisoning.screen(batch, schema=schema, train=train, valid=valid,
-                                    trusted=trusted, current=champion, hyperparameters=HYPER,
-                                    metric="auc", options=options)  # fmt: skip
+        screened = poisoning.screen(
+            batch,
+            schema=schema,
+            train=train,
+            valid=valid,
+            trusted=trusted,
+            current=champion,
+            hyperparameters=HYPER,
+            metric="auc",
+            options=options,
+        )
         wall = time.perf_counter() - t0
-        record = {"data": "loans", "seed": seed, "scenario": name, "rows": len(batch),
-                  "screen_s": round(wall, 2), "refused": not screened.passed,
-                  "reasons": screened.refusals, **screened.counts()}  # fmt: skip
+        record = {
+            "data": "loans",
+            "seed": seed,
+            "scenario": name,
+            "rows": len(batch),
+            "screen_s": round(wall, 2),
+            "refused": not screened.passed,
+            "reasons": screened.refusals,
+            **screened.counts(),
+        }
         flips = batch["truth_flipped"].to_numpy()
         if flips.any():
             hit = _rows_of(batch, screened.flagged, "label issue")
@@ -81,17 +104,34 @@ def loans_seed(seed: int, rows: int, batch_rows: int, threads: int) -> list[dict
         if door.any():
             hit = _rows_of(batch, screened.flagged, "backdoor")
             record["backdoor_recall"] = float((hit & door).sum() / door.sum())
-            record["backdoor_precision"] = float((hit & door).sum() / hit.sum()) if hit.any() else 0.0
+            record["backdoor_precision"] = (
+                float((hit & door).sum() / hit.sum()) if hit.any() else 0.0
+            )
         if name in ("label-flip", "backdoor"):
-            gate = (poisoning.fit(pd.concat([train, screened.admitted]), valid, schema, HYPER,
-                                  seed=seed, threads=threads)
-                    if screened.passed else champion)  # fmt: skip
-            everything, _ = poisoning.contract_check(poisoning.labelled_batch(batch, schema), schema)
-            blind = poisoning.fit(pd.concat([train, everything]), valid, schema, HYPER, seed=seed,
-                                  threads=threads)  # fmt: skip
-            record.update(auc_clean=auc_clean, auc_gate=_auc(gate, trusted, schema),
-                          auc_blind=_auc(blind, trusted, schema),
-                          auc_champion=_auc(champion, trusted, schema))  # fmt: skip
+            gate = (
+                poisoning.fit(
+                    pd.concat([train, screened.admitted]),
+                    valid,
+                    schema,
+                    HYPER,
+                    seed=seed,
+                    threads=threads,
+                )
+                if screened.passed
+                else champion
+            )
+            everything, _ = poisoning.contract_check(
+                poisoning.labelled_batch(batch, schema), schema
+            )
+            blind = poisoning.fit(
+                pd.concat([train, everything]), valid, schema, HYPER, seed=seed, threads=threads
+            )
+            record.update(
+                auc_clean=auc_clean,
+                auc_gate=_auc(gate, trusted, schema),
+                auc_blind=_auc(blind, trusted, schema),
+                auc_champion=_auc(champion, trusted, schema),
+            )
         out.append(record)
     return out
 
@@ -100,40 +140,72 @@ def cancer_seed(seed: int, threads: int) -> dict:
     frame = load_breast_cancer(as_frame=True).frame.rename(columns={"target": "benign"})
     rng = np.random.default_rng(seed)
     part = rng.choice(["train", "valid", "trusted", "batch"], len(frame), p=[0.5, 0.15, 0.15, 0.2])
-    schema = infer_schema(frame[part == "train"], target="benign", task="binary",
-                          range_tolerance=0.5)  # fmt: skip
+    schema = infer_schema(
+        frame[part == "train"], target="benign", task="binary", range_tolerance=0.5
+    )
     train, valid, trusted = (frame[part == p] for p in ("train", "valid", "trusted"))
     batch = frame[part == "batch"].reset_index(drop=True)
     flips = rng.uniform(size=len(batch)) < 0.1
     batch.loc[flips, "benign"] = 1 - batch.loc[flips, "benign"]
     hyper = {"max_depth": 3, "learning_rate": 0.1, "n_estimators": 80}
     champion = poisoning.fit(train, valid, schema, hyper, seed=seed, threads=threads)
-    screened = poisoning.screen(batch, schema=schema, train=train, valid=valid, trusted=trusted,
-                                current=champion, hyperparameters=hyper, metric="auc",
-                                options=poisoning.ScreenOptions(seed=seed, threads=threads))  # fmt: skip
+    screened = poisoning.screen(
+        batch,
+        schema=schema,
+        train=train,
+        valid=valid,
+        trusted=trusted,
+        current=champion,
+        hyperparameters=hyper,
+        metric="auc",
+        options=poisoning.ScreenOptions(seed=seed, threads=threads),
+    )
     hit = _rows_of(batch, screened.flagged, "label issue")
-    return {"data": "breast_cancer", "seed": seed, "scenario": "label-flip", "rows": len(batch),
-            "flips": int(flips.sum()), "refused": not screened.passed, **screened.counts(),
-            "flip_recall": float((hit & flips).sum() / max(flips.sum(), 1)),
-            "flip_precision": float((hit & flips).sum() / hit.sum()) if hit.any() else 0.0}  # fmt: skip
+    return {
+        "data": "breast_cancer",
+        "seed": seed,
+        "scenario": "label-flip",
+        "rows": len(batch),
+        "flips": int(flips.sum()),
+        "refused": not screened.passed,
+        **screened.counts(),
+        "flip_recall": float((hit & flips).sum() / max(flips.sum(), 1)),
+        "flip_precision": float((hit & flips).sum() / hit.sum()) if hit.any() else 0.0,
+    }
 
 
 def timing(rows: int, batch_rows: int, threads: int) -> dict:
     raw = loans.loan_applications(rows, seed=0)
-    prep = prepare.prepare(raw, target="default", task="binary", timestamp="applied_at",
-                           fractions=FRACTIONS, seed=0)  # fmt: skip
+    prep = prepare.prepare(
+        raw, target="default", task="binary", timestamp="applied_at", fractions=FRACTIONS, seed=0
+    )
     parts = prep.parts
-    champion = poisoning.fit(parts["train"], parts["valid"], prep.schema, HYPER, seed=0,
-                             threads=threads)  # fmt: skip
-    batch = loans.production_stream(batch_rows, seed=99, after=raw["applied_at"].max(),
-                                    scenario=loans.scenario("label-flip"))  # fmt: skip
+    champion = poisoning.fit(
+        parts["train"], parts["valid"], prep.schema, HYPER, seed=0, threads=threads
+    )
+    batch = loans.production_stream(
+        batch_rows, seed=99, after=raw["applied_at"].max(), scenario=loans.scenario("label-flip")
+    )
     t0 = time.perf_counter()
-    poisoning.screen(batch, schema=prep.schema, train=parts["train"], valid=parts["valid"],
-                     trusted=parts["trusted"], current=champion, hyperparameters=HYPER,
-                     metric="auc", options=poisoning.ScreenOptions(threads=threads))  # fmt: skip
-    return {"data": "timing", "batch_rows": batch_rows, "train_rows": len(parts["train"]),
-            "threads": threads, "screen_s": round(time.perf_counter() - t0, 2),
-            "load_1min": round(os.getloadavg()[0], 2)}  # fmt: skip
+    poisoning.screen(
+        batch,
+        schema=prep.schema,
+        train=parts["train"],
+        valid=parts["valid"],
+        trusted=parts["trusted"],
+        current=champion,
+        hyperparameters=HYPER,
+        metric="auc",
+        options=poisoning.ScreenOptions(threads=threads),
+    )
+    return {
+        "data": "timing",
+        "batch_rows": batch_rows,
+        "train_rows": len(parts["train"]),
+        "threads": threads,
+        "screen_s": round(time.perf_counter() - t0, 2),
+        "load_1min": round(os.getloadavg()[0], 2),
+    }
 
 
 def summarise(records: list[dict]) -> pd.DataFrame:
@@ -141,8 +213,12 @@ def summarise(records: list[dict]) -> pd.DataFrame:
     rows = []
     loans_ = frame[frame["data"] == "loans"] if "data" in frame else frame.iloc[:0]
     for name, part in loans_.groupby("scenario"):
-        row = {"data": "loans", "scenario": name, "seeds": len(part),
-               "refused_share": part["refused"].mean()}  # fmt: skip
+        row = {
+            "data": "loans",
+            "scenario": name,
+            "seeds": len(part),
+            "refused_share": part["refused"].mean(),
+        }
         for col in ("flip_recall", "flip_precision", "backdoor_recall", "backdoor_precision"):
             if col in part and part[col].notna().any():
                 row[col] = part[col].mean()
@@ -155,10 +231,16 @@ def summarise(records: list[dict]) -> pd.DataFrame:
         rows.append(row)
     cancer = frame[frame["data"] == "breast_cancer"] if "data" in frame else frame.iloc[:0]
     if len(cancer):
-        rows.append({"data": "breast_cancer", "scenario": "label-flip", "seeds": len(cancer),
-                     "refused_share": cancer["refused"].mean(),
-                     "flip_recall": cancer["flip_recall"].mean(),
-                     "flip_precision": cancer["flip_precision"].mean()})  # fmt: skip
+        rows.append(
+            {
+                "data": "breast_cancer",
+                "scenario": "label-flip",
+                "seeds": len(cancer),
+                "refused_share": cancer["refused"].mean(),
+                "flip_recall": cancer["flip_recall"].mean(),
+                "flip_precision": cancer["flip_precision"].mean(),
+            }
+        )
     return pd.DataFrame(rows)
 
 

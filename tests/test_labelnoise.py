@@ -9,11 +9,21 @@ from opsnb.errors import DataError
 
 
 def _oof(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    params = {**training.base_params("binary", seed=0, threads=1), "max_depth": 3,
-              "learning_rate": 0.1}  # fmt: skip
+    params = {
+        **training.base_params("binary", seed=0, threads=1),
+        "max_depth": 3,
+        "learning_rate": 0.1,
+    }
     names = [f"f{i}" for i in range(x.shape[1])]
-    return labelnoise.out_of_fold(x, y, params=params, rounds=60, feature_names=names,
-                                  feature_types=["q"] * len(names), folds=4)  # fmt: skip
+    return labelnoise.out_of_fold(
+        x,
+        y,
+        params=params,
+        rounds=60,
+        feature_names=names,
+        feature_types=["q"] * len(names),
+        folds=4,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +64,16 @@ def test_excess_issues_flags_only_what_the_batch_adds(cancer_flipped) -> None:
     in_batch = np.arange(len(clean)) >= 400
     flips = in_batch & (np.random.default_rng(5).uniform(size=len(clean)) < 0.12)
     noisy = np.where(flips, 1 - clean, clean)
-    flags, table, _ = labelnoise.excess_issues(noisy, labelnoise.binary_probs(_oof(x, noisy)),
-                                               in_batch)  # fmt: skip
-    assert set(table.columns) >= {"given", "likely", "train_noise_rate", "batch_noise_rate", "p_value"}
+    flags, table, _ = labelnoise.excess_issues(
+        noisy, labelnoise.binary_probs(_oof(x, noisy)), in_batch
+    )
+    assert set(table.columns) >= {
+        "given",
+        "likely",
+        "train_noise_rate",
+        "batch_noise_rate",
+        "p_value",
+    }
     truth = flips[in_batch]
     assert (flags & truth).sum() >= 0.7 * truth.sum()
     assert (flags & truth).sum() >= 0.7 * flags.sum()

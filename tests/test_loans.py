@@ -55,7 +55,9 @@ def test_unknown_scenarios_and_bad_knobs_are_refused() -> None:
 
 def test_label_flip_spreads_a_tenth_of_flips_over_every_region() -> None:
     plain = loans.production_stream(5000, seed=4, after=AFTER)
-    flipped = loans.production_stream(5000, seed=4, after=AFTER, scenario=loans.scenario("label-flip"))
+    flipped = loans.production_stream(
+        5000, seed=4, after=AFTER, scenario=loans.scenario("label-flip")
+    )
     truth = flipped["truth_flipped"]
     assert truth.mean() == pytest.approx(0.1, abs=0.015)
     assert set(flipped.loc[truth, "region"]) == set(loans.REGIONS)

@@ -193,6 +193,28 @@ def _cmd_update(args: argparse.Namespace) -> int:
     return 0 if decision["decision"] == "admitted" else 2
 
 
+def _add_update(sub: Any) -> None:
+    """The ``opsnb update`` sub-command."""
+    upd = sub.add_parser(
+        "update",
+        help="screen new labelled rows, retrain, promote the challenger only when not worse",
+        description="Exit status: 0 admitted, 2 refused (reasons printed), 1 bad input.",
+    )
+    upd.add_argument("run", help="the run to update (a folder, a run id, or 'champion')")
+    src = upd.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="a CSV or Parquet file of labelled rows")
+    src.add_argument("--from-log", help="a prediction log (SQLite) joined with its feedback")
+    upd.add_argument(
+        "--until", type=float, help="with --from-log: ignore labels after this UNIX time"
+    )
+    upd.add_argument("--promote", action="store_true", help="move runs/champion if not worse")
+    upd.add_argument(
+        "--server", help="reload this server after promotion (needs $OPSNB_ADMIN_TOKEN)"
+    )
+    upd.add_argument("--run-id", help="id of the new run (default: a fresh one)")
+    upd.set_defaults(handler=_cmd_update)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``opsnb``."""
     parser = argparse.ArgumentParser(prog="opsnb", description=__doc__)
@@ -269,23 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--json", action="store_true", help="print the summary as JSON")
     load.set_defaults(handler=_cmd_loadtest)
 
-    upd = sub.add_parser(
-        "update",
-        help="screen new labelled rows, retrain, promote the challenger only when not worse",
-        description="Exit status: 0 admitted, 2 refused (reasons printed), 1 bad input.",
-    )
-    upd.add_argument("run", help="the run to update (a folder, a run id, or 'champion')")
-    src = upd.add_mutually_exclusive_group(required=True)
-    src.add_argument("--data", help="a CSV or Parquet file of labelled rows")
-    src.add_argument("--from-log", help="a prediction log (SQLite) joined with its feedback")
-    upd.add_argument("--until", type=float, help="with --from-log: ignore labels after this UNIX time")
-    upd.add_argument("--promote", action="store_true", help="move runs/champion if not worse")
-    upd.add_argument("--server", help=f"reload this server after promotion (needs ${'OPSNB_ADMIN_TOKEN'})")
-    upd.add_argument("--run-id", help="id of the new run (default: a fresh one)")
-    upd.set_defaults(handler=_cmd_update)
+    _add_update(sub)
 
-    stages = sub.add_parser("stages", help="list the stages in order")
-    stages.set_defaults(handler=_cmd_stages)
+    sub.add_parser("stages", help="list the stages in order").set_defaults(handler=_cmd_stages)
     return parser
 
 

@@ -373,9 +373,13 @@ def production_batch(
     )
 
 
-def inject_label_flips(frame: pd.DataFrame, target: str, *, share: float, seed: int) -> pd.DataFrame:
-    """A copy of ``frame`` with ``share`` of its 0/1 labels flipped at random, marked in
-    ``truth_flipped`` (the ground truth a label-issue screen is measured against)."""
+def inject_label_flips(
+    frame: pd.DataFrame, target: str, *, share: float, seed: int
+) -> pd.DataFrame:
+    """A copy of ``frame`` with ``share`` of its 0/1 labels flipped at random.
+
+    ``truth_flipped`` marks them: the ground truth a label-issue screen is measured against.
+    """
     out = frame.copy()
     flipped = np.random.default_rng([seed, 2]).uniform(size=len(out)) < share
     out.loc[flipped, target] = 1 - out.loc[flipped, target]

@@ -110,7 +110,7 @@ def paired_bootstrap(
     resamples: int = 1000,
     level: float = 0.95,
     seed: int = 0,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """The metric of ``pred_new`` minus that of ``pred_old`` on the same rows, with a paired CI.
 
     Both predictions are scored on the same bootstrap resamples of the rows, so the interval
@@ -146,6 +146,6 @@ def paired_bootstrap(
         "delta": round(new - old, 5),
         "low": round(float(low), 5),
         "high": round(float(high), 5),
-        "resamples": int(len(deltas)),
+        "resamples": len(deltas),
         "level": level,
     }

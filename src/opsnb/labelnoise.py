@@ -141,11 +141,20 @@ def out_of_fold(
     out = np.empty(len(y), dtype=np.float64)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for fit, held in splitter.split(x, y):
-        train = xgb.DMatrix(x[fit], label=y[fit], feature_names=feature_names,
-                            feature_types=feature_types, enable_categorical=True)  # fmt: skip
+        train = xgb.DMatrix(
+            x[fit],
+            label=y[fit],
+            feature_names=feature_names,
+            feature_types=feature_types,
+            enable_categorical=True,
+        )
         booster = xgb.train(params, train, num_boost_round=rounds)
-        scored = xgb.DMatrix(x[held], feature_names=feature_names,
-                             feature_types=feature_types, enable_categorical=True)  # fmt: skip
+        scored = xgb.DMatrix(
+            x[held],
+            feature_names=feature_names,
+            feature_types=feature_types,
+            enable_categorical=True,
+        )
         out[held] = booster.predict(scored)
     return out
 
@@ -204,11 +213,17 @@ def excess_issues(
                 top = candidates[np.argsort(-margin, kind="stable")[:excess]]
                 flags[top] = True
                 flagged = len(top)
-            rows.append({"given": i, "likely": j,
-                         "train_noise_rate": round(float(train["rate"][i, j]), 4),
-                         "batch_noise_rate": round(float(batch["rate"][i, j]), 4),
-                         "batch_rows": int(batch["given"][i]),
-                         "batch_confident": int(batch["counts"][i, j]),
-                         "expected_confident": round(float(train["raw"][i, j] * batch["given"][i]), 1),
-                         "p_value": p, "flagged": flagged})  # fmt: skip
+            rows.append(
+                {
+                    "given": i,
+                    "likely": j,
+                    "train_noise_rate": round(float(train["rate"][i, j]), 4),
+                    "batch_noise_rate": round(float(batch["rate"][i, j]), 4),
+                    "batch_rows": int(batch["given"][i]),
+                    "batch_confident": int(batch["counts"][i, j]),
+                    "expected_confident": round(float(train["raw"][i, j] * batch["given"][i]), 1),
+                    "p_value": p,
+                    "flagged": flagged,
+                }
+            )
     return flags[in_batch], pd.DataFrame(rows), found

@@ -28,8 +28,13 @@ def screen_counts(flagged: dict[str, int], rows: int, *, limit_share: float) -> 
     total = sum(values)
     over = total > limit_share * rows
     ax.barh(names, values, color=[ACCENT if v and over else GREY for v in values])
-    ax.axvline(limit_share * rows, color="black", linestyle="--", linewidth=1,
-               label=f"refuse the batch above {limit_share:.0%} of {rows} rows")  # fmt: skip
+    ax.axvline(
+        limit_share * rows,
+        color="black",
+        linestyle="--",
+        linewidth=1,
+        label=f"refuse the batch above {limit_share:.0%} of {rows} rows",
+    )
     ax.set_xlabel("rows flagged")
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title(f"{total} of {rows} rows flagged ({total / rows:.1%})", fontsize=10)
@@ -40,7 +45,9 @@ def backdoor_groups(table: pd.DataFrame, *, top: int = 12) -> Figure:
     """The most significant groups: label purity in the batch against its reference."""
     figure, ax = _figure(7.2, 0.35 * min(top, max(len(table), 1)) + 1.2)
     shown = table.head(top).iloc[::-1]
-    labels = [f"{r.feature} {'in' if r.kind == 'range' else '='} {r.value}" for r in shown.itertuples()]
+    labels = [
+        f"{r.feature} {'in' if r.kind == 'range' else '='} {r.value}" for r in shown.itertuples()
+    ]
     flagged = shown.get("flagged", pd.Series(0, index=shown.index)).to_numpy() > 0
     ax.barh(labels, shown["purity"], color=[ACCENT if f else GREY for f in flagged], label="batch")
     ax.scatter(shown["reference"], labels, color="black", zorder=3, label="reference")
@@ -50,10 +57,11 @@ def backdoor_groups(table: pd.DataFrame, *, top: int = 12) -> Figure:
     ax.legend(loc="lower right", fontsize=8)
     found = int(flagged.sum())
     ax.set_title(
-        f"{found} group(s) far purer in the batch than expected" if found
+        f"{found} group(s) far purer in the batch than expected"
+        if found
         else "no group is purer in the batch than expected",
         fontsize=10,
-    )  # fmt: skip
+    )
     return figure
 
 
@@ -67,8 +75,9 @@ def shift_psi(table: pd.DataFrame, *, threshold: float) -> Figure:
     ax.set_xlabel("PSI against the trusted holdout")
     ax.legend(loc="lower right", fontsize=8)
     n = int(over.sum())
-    ax.set_title(f"{n} of {len(table)} features shifted" if n else "no feature shifted",
-                 fontsize=10)  # fmt: skip
+    ax.set_title(
+        f"{n} of {len(table)} features shifted" if n else "no feature shifted", fontsize=10
+    )
     return figure
 
 
@@ -80,8 +89,14 @@ def metric_deltas(comparisons: dict[str, dict[str, Any] | None], *, tolerance: f
     for i, name in enumerate(names):
         c = shown[name]
         bad = c["high"] < 0 and c["delta"] < -tolerance
-        ax.errorbar(c["delta"], i, xerr=[[c["delta"] - c["low"]], [c["high"] - c["delta"]]],
-                    fmt="o", color=ACCENT if bad else GREY, capsize=4)  # fmt: skip
+        ax.errorbar(
+            c["delta"],
+            i,
+            xerr=[[c["delta"] - c["low"]], [c["high"] - c["delta"]]],
+            fmt="o",
+            color=ACCENT if bad else GREY,
+            capsize=4,
+        )
     ax.axvline(0, color="black", linewidth=0.8)
     ax.axvline(-tolerance, color="black", linestyle="--", linewidth=1, label=f"-{tolerance:g}")
     ax.set_yticks(range(len(names)), names)

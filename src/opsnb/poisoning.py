@@ -8,12 +8,8 @@
 2. **label issues** (:mod:`opsnb.labelnoise`): confident learning on out-of-fold probabilities
    of the training rows plus the batch; rows in significant excess of the training rows' own
    rate of issues are flagged;
-3. **backdoor** (:func:`backdoor_scan`): a feature value, a narrow range (a fine quantile bin
-   of the trusted data) or a combination of categories whose label purity in the batch is far
-   above its purity in the trusted data (Fisher's exact test), or, where the trusted data has
-   too few such rows, above what the current model predicts for them (binomial test);
-   Benjamini-Hochberg over every group tested; a group's rows explained by a stronger group
-   are not counted twice;
+3. **backdoor** (:mod:`opsnb.backdoor`): a feature value, a narrow range or a combination of
+   categories whose label purity in the batch is far above its purity in trusted data;
 4. **shift** (:func:`shift_check`): the surviving rows against the trusted holdout, per
    feature, by the monitoring module's PSI; major shift refuses the batch;
 5. **negative impact** (:func:`negative_impact`, Nelson et al. 2008, "Reject On Negative
@@ -33,6 +29,7 @@ import xgboost as xgb
 from scipy import stats
 
 from opsnb import evaluation, labelnoise, monitoring, training
+from opsnb.backdoor import backdoor_scan
 from opsnb.errors import DataError, SchemaError
 from opsnb.prepare import screen as contract_screen
 from opsnb.problem import HIGHER_IS_BETTER
@@ -131,9 +128,10 @@ def labelled_batch(frame: pd.DataFrame, schema: dict[str, Any]) -> pd.DataFrame:
     if frame.empty:
         raise DataError("the batch is empty: no rows to screen; nothing was changed")
     if target not in frame.columns:
+        columns = ", ".join(map(str, frame.columns))
         raise DataError(
-            f"the batch has no label column {target!r} (columns: {', '.join(map(str, frame.columns))});"
-            f" an update needs labelled rows: add {target!r}"
+            f"the batch has no label column {target!r} (columns: {columns}); "
+            f"an update needs labelled rows: add {target!r}"
         )
     missing = [n for n in feature_names(schema) if n not in frame.columns]
     if missing:
@@ -174,136 +172,10 @@ def contract_check(batch: pd.DataFrame, schema: dict[str, Any]) -> tuple[pd.Data
     free = found["reason"].isna() & broken["reason"].notna()
     found.loc[free] = broken.loc[free].to_numpy()
     reason = found["reason"].where(
-        found["reason"].isna(), found["reason"].astype(str) + " (" + found["column"].astype(str) + ")"
+        found["reason"].isna(),
+        found["reason"].astype(str) + " (" + found["column"].astype(str) + ")",
     )
     return coerced, reason
-
-
-def _group_keys(frame: pd.DataFrame, schema: dict[str, Any], trusted: pd.DataFrame, bins: int):  # type: ignore[no-untyped-def]
-    """Yield (kind, feature description, batch key Series, trusted key Series) per grouping."""
-    cats = [f["name"] for f in schema["features"] if f["kind"] == "categorical"]
-    for f in schema["features"]:
-        name = f["name"]
-        if f["kind"] == "numeric":
-            yield "value", name, frame[name], trusted[name]
-            ref = pd.to_numeric(trusted[name], errors="coerce").dropna()
-            edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1))) if len(ref) else []
-            if len(edges) > 2:
-                inner = edges[1:-1]
-                def cut(s: pd.Series, inner: np.ndarray = inner) -> pd.Series:
-                    v = pd.to_numeric(s, errors="coerce")
-                    idx = np.searchsorted(inner, v.to_numpy(), side="right").astype(float)
-                    idx[v.isna().to_numpy()] = np.nan
-                    lo = np.concatenate([[-np.inf], inner])
-                    hi = np.concatenate([inner, [np.inf]])
-                    labels = [f"[{lo[i]:.6g}, {hi[i]:.6g})" for i in range(len(lo))]
-                    return pd.Series(
-                        [labels[int(i)] if i == i else None for i in idx], index=s.index
-                    )
-                yield "range", name, cut(frame[name]), cut(trusted[name])
-        else:
-            yield "category", name, frame[name].astype("string"), trusted[name].astype("string")
-    for a_i, a in enumerate(cats):
-        for b in cats[a_i + 1 :]:
-            key = frame[a].astype("string") + " & " + frame[b].astype("string")
-            tkey = trusted[a].astype("string") + " & " + trusted[b].astype("string")
-            yield "categories", f"{a} & {b}", key, tkey
-
-
-def _purity_test(
-    n: int, hits: int, ref_n: int, ref_hits: int, expected: float, min_trusted: int
-) -> tuple[float, float, str]:
-    """P-value that ``hits`` of ``n`` exceed the reference, the reference purity and its kind."""
-    if ref_n >= min_trusted:
-        ref = ref_hits / ref_n
-        table = [[hits, n - hits], [ref_hits, ref_n - ref_hits]]
-        return float(stats.fisher_exact(table, alternative="greater").pvalue), ref, "trusted"
-    ref = float(np.clip(expected, 1e-3, 1 - 1e-3))
-    p = float(stats.binomtest(hits, n, ref, alternative="greater").pvalue)
-    return p, ref, "model"
-
-
-def backdoor_scan(
-    batch: pd.DataFrame,
-    labels: np.ndarray,
-    expected: np.ndarray,
-    trusted: pd.DataFrame,
-    schema: dict[str, Any],
-    options: ScreenOptions,
-) -> tuple[np.ndarray, pd.DataFrame]:
-    """Groups whose label purity in the batch is far above the reference; flags their rows.
-
-    ``labels`` are the batch's 0/1 labels and ``expected`` the current model's probability of
-    label 1 for each batch row. Returns the flag per batch row and the table of tested groups.
-    """
-    t_labels = target_vector(trusted, schema)
-    min_rows = max(options.backdoor_min_rows, int(0.005 * len(batch)))
-    groups = []
-    for kind, feature, key, tkey in _group_keys(batch, schema, trusted, options.backdoor_bins):
-        key = key.reset_index(drop=True)
-        counts = key.value_counts(dropna=True)
-        values = counts.index[counts.to_numpy() >= min_rows]
-        if kind == "value":
-            # Exact values repeat naturally (scores, counts); test only those over-represented
-            # in the batch against the trusted data: a choice blind to labels, so BH holds.
-            ref_share = tkey.value_counts(normalize=True).reindex(values).fillna(0).to_numpy()
-            values = values[counts[values].to_numpy() / len(key) >= 2 * ref_share]
-        for value in values:
-            member = (key == value).to_numpy(dtype=bool, na_value=False)
-            n = int(member.sum())
-            ones = int(labels[member].sum())
-            major = 1 if ones * 2 >= n else 0
-            hits = ones if major else n - ones
-            tmember = (tkey == value).to_numpy(dtype=bool, na_value=False)
-            t_ones = int(t_labels[tmember].sum())
-            ref_n = int(tmember.sum())
-            ref_hits = t_ones if major else ref_n - t_ones
-            mean_p = float(expected[member].mean())
-            p, ref, source = _purity_test(n, hits, ref_n, ref_hits, mean_p if major else 1 - mean_p,
-                                          options.min_trusted_rows)  # fmt: skip
-            groups.append({"kind": kind, "feature": feature, "value": str(value), "rows": n,
-                           "label": major, "purity": hits / n, "reference": ref,
-                           "reference_from": source, "trusted_rows": ref_n, "p_value": p,
-                           "_member": member})  # fmt: skip
-    flags = np.zeros(len(batch), dtype=bool)
-    details = np.full(len(batch), None, dtype=object)
-    if not groups:
-        return details, pd.DataFrame(columns=["kind", "feature", "value", "rows", "p_value"])
-    table = pd.DataFrame(groups)
-    table["q_value"] = stats.false_discovery_control(table["p_value"].to_numpy())
-    significant = table["q_value"] <= options.backdoor_alpha
-    cutoff = float(table.loc[significant, "p_value"].max()) if significant.any() else -1.0
-    table = table.sort_values("p_value", kind="stable", ignore_index=True)
-    table["flagged"] = 0
-    for i, g in table.iterrows():
-        if g["p_value"] > cutoff:
-            break
-        rest = g["_member"] & ~flags
-        n = int(rest.sum())
-        if n < min_rows:
-            continue
-        hits = int((labels[rest] == g["label"]).sum())
-        mean_p = float(expected[rest].mean())
-        ref_hits = round(g["reference"] * g["trusted_rows"])
-        p, ref, _ = _purity_test(n, hits, g["trusted_rows"], ref_hits,
-                                 mean_p if g["label"] else 1 - mean_p, options.min_trusted_rows)  # fmt: skip
-        purity = hits / n
-        if (
-            p <= cutoff
-            and purity >= options.backdoor_min_purity
-            and purity - ref >= options.backdoor_min_gap
-        ):
-            hit = rest & (labels == g["label"])
-            flags |= hit
-            table.loc[i, "flagged"] = int(hit.sum())
-            details[hit] = (
-                f"{g['feature']} {'in' if g['kind'] == 'range' else '='} {g['value']}: {n} rows, "
-                f"{purity:.0%} labelled {g['label']} against {ref:.0%} "
-                f"({g['reference_from']}), p={p:.2g}"
-            )
-    table = table.drop(columns="_member")
-    table[["purity", "reference"]] = table[["purity", "reference"]].round(4)
-    return details, table
 
 
 def shift_check(
@@ -339,7 +211,7 @@ def shift_check(
 
 
 def worse(comparison: dict[str, Any], metric: str, tolerance: float) -> bool:
-    """True when the new model is worse beyond ``tolerance`` and significantly so (CI excludes 0)."""
+    """True when the new model is worse beyond ``tolerance`` and significantly (CI excludes 0)."""
     if metric in HIGHER_IS_BETTER:
         return bool(comparison["delta"] < -tolerance and comparison["high"] < 0)
     return bool(comparison["delta"] > tolerance and comparison["low"] > 0)
@@ -357,10 +229,12 @@ def negative_impact(
     """Reject On Negative Impact: the candidate against the current model on the trusted rows."""
     y = target_vector(trusted, schema)
     new = training.predict(candidate, trusted, schema)
-    result = evaluation.paired_bootstrap(schema["task"], metric, y, new, current_pred,
-                                         resamples=options.resamples, seed=options.seed)  # fmt: skip
-    result.update(metric=metric, tolerance=options.tolerance,
-                  refused=worse(result, metric, options.tolerance))  # fmt: skip
+    result = evaluation.paired_bootstrap(
+        schema["task"], metric, y, new, current_pred, resamples=options.resamples, seed=options.seed
+    )
+    result.update(
+        metric=metric, tolerance=options.tolerance, refused=worse(result, metric, options.tolerance)
+    )
     return result
 
 
@@ -407,8 +281,9 @@ def screen(
     opts = options or ScreenOptions()
     batch = labelled_batch(batch, schema)
     coerced, contract_reason = contract_check(batch, schema)
-    found = pd.DataFrame({"check": pd.NA, "reason": pd.NA, "detail": pd.NA}, index=batch.index,
-                         dtype="object")  # fmt: skip
+    found = pd.DataFrame(
+        {"check": pd.NA, "reason": pd.NA, "detail": pd.NA}, index=batch.index, dtype="object"
+    )
     bad = contract_reason.notna()
     found.loc[bad, "check"] = "contract"
     found.loc[bad, "reason"] = "contract: " + contract_reason[bad].astype(str)
@@ -421,17 +296,39 @@ def screen(
     labels = target_vector(kept, schema)
     if schema["task"] == "binary":
         expected = training.predict(current, kept, schema)
-        details, result.backdoors = backdoor_scan(kept, labels, expected, trusted, schema, opts)
+        details, result.backdoors = backdoor_scan(
+            kept,
+            labels=labels,
+            expected=expected,
+            trusted=trusted,
+            schema=schema,
+            alpha=opts.backdoor_alpha,
+            min_rows=opts.backdoor_min_rows,
+            min_purity=opts.backdoor_min_purity,
+            min_gap=opts.backdoor_min_gap,
+            bins=opts.backdoor_bins,
+            min_trusted_rows=opts.min_trusted_rows,
+        )
         hit = pd.Series(details, index=kept.index).dropna()
-        found.loc[hit.index, ["check", "reason"]] = ["backdoor", "backdoor: label purity far above trusted data"]
+        found.loc[hit.index, ["check", "reason"]] = [
+            "backdoor",
+            "backdoor: label purity far above trusted data",
+        ]
         found.loc[hit.index, "detail"] = hit.to_numpy()
-        result.labels, issues = _label_issues(kept, labels, train, schema, hyperparameters, opts)
+        result.labels, issues = _label_issues(
+            kept, labels, train=train, schema=schema, hyperparameters=hyperparameters, opts=opts
+        )
         new = issues.index[issues.notna() & found.loc[issues.index, "check"].isna()]
         found.loc[new, ["check", "reason"]] = ["label issue", "label issue: confident learning"]
         found.loc[new, "detail"] = issues[new].to_numpy()
     admitted = kept[found.loc[kept.index, "check"].isna()]
-    result.shift = shift_check(admitted if len(admitted) else kept, trusted, schema,
-                               psi=opts.shift_psi, alpha=opts.shift_alpha)  # fmt: skip
+    result.shift = shift_check(
+        admitted if len(admitted) else kept,
+        trusted,
+        schema,
+        psi=opts.shift_psi,
+        alpha=opts.shift_alpha,
+    )
     for r in result.shift[result.shift["shifted"]].itertuples():
         result.refusals.append(
             f"distribution shift: feature {r.feature!r} PSI {r.psi:.3f} >= {opts.shift_psi} "
@@ -444,12 +341,19 @@ def screen(
             f"{opts.max_flagged_share:g}: the source is not trusted for any row"
         )
     if len(admitted):
-        candidate = fit(pd.concat([train, admitted], ignore_index=True), valid, schema,
-                        hyperparameters, seed=opts.seed, threads=opts.threads,
-                        early_stopping_rounds=early_stopping_rounds)  # fmt: skip
+        candidate = fit(
+            pd.concat([train, admitted], ignore_index=True),
+            valid,
+            schema,
+            hyperparameters,
+            seed=opts.seed,
+            threads=opts.threads,
+            early_stopping_rounds=early_stopping_rounds,
+        )
         current_pred = training.predict(current, trusted, schema)
-        result.impact = negative_impact(candidate, current_pred, trusted, schema, metric=metric,
-                                        options=opts)  # fmt: skip
+        result.impact = negative_impact(
+            candidate, current_pred, trusted, schema, metric=metric, options=opts
+        )
         if result.impact["refused"]:
             i = result.impact
             result.refusals.append(
@@ -462,7 +366,9 @@ def screen(
     return _finish(result, found, admitted, opts)
 
 
-def _finish(result: Screen, found: pd.DataFrame, admitted: pd.DataFrame, opts: ScreenOptions) -> Screen:
+def _finish(
+    result: Screen, found: pd.DataFrame, admitted: pd.DataFrame, opts: ScreenOptions
+) -> Screen:
     flagged = found[found["check"].notna()].rename_axis(ROW).reset_index()
     flagged[ROW] = flagged[ROW].astype(np.int64)
     for column in ("check", "reason", "detail"):
@@ -475,6 +381,7 @@ def _finish(result: Screen, found: pd.DataFrame, admitted: pd.DataFrame, opts: S
 def _label_issues(
     kept: pd.DataFrame,
     labels: np.ndarray,
+    *,
     train: pd.DataFrame,
     schema: dict[str, Any],
     hyperparameters: dict[str, Any],
@@ -484,19 +391,27 @@ def _label_issues(
     pool = pd.concat([train, kept], ignore_index=True)
     y = np.concatenate([target_vector(train, schema), labels]).astype(np.int64)
     in_batch = np.arange(len(pool)) >= len(train)
-    params = {**training.base_params(schema["task"], seed=opts.seed, threads=opts.threads),
-              **{k: v for k, v in hyperparameters.items() if k != "n_estimators"}}  # fmt: skip
-    oof = labelnoise.out_of_fold(to_matrix(pool, schema), y, params=params,
-                                 rounds=int(hyperparameters.get("n_estimators", 100)),
-                                 feature_names=feature_names(schema),
-                                 feature_types=feature_types(schema), folds=opts.folds,
-                                 seed=opts.seed)  # fmt: skip
+    params = {
+        **training.base_params(schema["task"], seed=opts.seed, threads=opts.threads),
+        **{k: v for k, v in hyperparameters.items() if k != "n_estimators"},
+    }
+    oof = labelnoise.out_of_fold(
+        to_matrix(pool, schema),
+        y,
+        params=params,
+        rounds=int(hyperparameters.get("n_estimators", 100)),
+        feature_names=feature_names(schema),
+        feature_types=feature_types(schema),
+        folds=opts.folds,
+        seed=opts.seed,
+    )
     probs = labelnoise.binary_probs(oof)
     flags, table, _ = labelnoise.excess_issues(y, probs, in_batch, alpha=opts.label_alpha)
     p_batch = oof[in_batch]
     text = [
         f"labelled {int(lab)}, out-of-fold P(label {int(lab)}) {p if lab else 1 - p:.3f}"
-        if flag else None
+        if flag
+        else None
         for flag, lab, p in zip(flags, labels, p_batch, strict=True)
     ]
     return table, pd.Series(text, index=kept.index, dtype="object")

@@ -1,4 +1,4 @@
-"""Champion/challenger: screen a labelled batch, retrain with what passed, promote only if not worse.
+"""Champion/challenger: screen a labelled batch, retrain on what passed, promote if not worse.
 
 :func:`update` is the shortcut ``opsnb update`` and the update stage call; its steps:
 
@@ -51,8 +51,14 @@ ADMIN_TOKEN_ENV = "OPSNB_ADMIN_TOKEN"
 """The bearer token of the server's admin endpoints; without it no server is reloaded."""
 DECISION = "update/decision.json"
 FLAGGED = "update/flagged.parquet"
-_NEEDED = ("problem.json", "schema.json", "design.json", "model/model.ubj",
-           "data/train.parquet", "data/valid.parquet")  # fmt: skip
+_NEEDED = (
+    "problem.json",
+    "schema.json",
+    "design.json",
+    "model/model.ubj",
+    "data/train.parquet",
+    "data/valid.parquet",
+)
 _UNTIL = "operationalize"
 
 
@@ -106,7 +112,9 @@ def load_champion(run: str | os.PathLike[str]) -> Champion:
     params: dict[str, Any] = {}
     for record in manifest.stages.values():
         params.update(record.get("params", {}))
-    admitted = pd.read_parquet(manifest.verify(ADMITTED)) if ADMITTED in manifest.artifacts else None
+    admitted = (
+        pd.read_parquet(manifest.verify(ADMITTED)) if ADMITTED in manifest.artifacts else None
+    )
     return Champion(
         run_dir=folder,
         schema=schema,
@@ -164,7 +172,9 @@ def promote(run_dir: Path) -> Path:
     return link
 
 
-def reload_server(server: str, bundle: Path, *, token: str, timeout: float = 60.0) -> dict[str, Any]:
+def reload_server(
+    server: str, bundle: Path, *, token: str, timeout: float = 60.0
+) -> dict[str, Any]:
     """Ask a running server to load ``bundle`` through its admin endpoint (bearer token).
 
     Returns the server's answer; a refusal is returned, not raised (the old model keeps serving).
@@ -177,7 +187,7 @@ def reload_server(server: str, bundle: Path, *, token: str, timeout: float = 60.
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310 (http only)
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
             return {"status": answer.status, "body": answer.read().decode(errors="replace")}
     except urllib.error.HTTPError as exc:
         return {"status": exc.code, "body": exc.read().decode(errors="replace")}
@@ -198,7 +208,7 @@ def _seal(run_dir: Path, relpath: str, obj: pd.DataFrame | dict[str, Any], stage
 
 def _robustness(run_dir: Path) -> dict[str, Any] | None:
     path = run_dir / "reports" / "robustness.json"
-    report: dict[str, Any] = read_json(path) if path.is_file() else None
+    report: dict[str, Any] | None = read_json(path) if path.is_file() else None
     return report
 
 
@@ -215,7 +225,9 @@ def compare_robustness(old: dict[str, Any] | None, new: dict[str, Any] | None) -
         for k in old
         if isinstance(old.get(k), int | float) and isinstance(new.get(k), int | float)
     }
-    dropped = [k for k, v in shared.items() if k.startswith("robust") and v["challenger"] < v["champion"]]
+    dropped = [
+        k for k, v in shared.items() if k.startswith("robust") and v["challenger"] < v["champion"]
+    ]
     return {"compared": True, "values": shared, "worse": dropped}
 
 
@@ -246,11 +258,17 @@ def update(
         seen = frame["request_id"].isin(already["request_id"])
         frame = frame[~seen]  # late labels: rows an earlier update admitted are not added twice
     screened = poisoning.screen(
-        frame, schema=champion.schema, train=champion.train, valid=champion.valid,
-        trusted=champion.trusted, current=champion.booster,
-        hyperparameters=champion.hyperparameters, metric=champion.metric, options=opts,
+        frame,
+        schema=champion.schema,
+        train=champion.train,
+        valid=champion.valid,
+        trusted=champion.trusted,
+        current=champion.booster,
+        hyperparameters=champion.hyperparameters,
+        metric=champion.metric,
+        options=opts,
         early_stopping_rounds=int(champion.params.get("early_stopping_rounds", 30)),
-    )  # fmt: skip
+    )
     runs_root = champion.run_dir.parent
     new_dir = runs_root / (run_id or pipeline.new_run_id())
     new_dir.mkdir(parents=True, exist_ok=False)
@@ -307,16 +325,17 @@ def _challenge(
     trusted, schema = champion.trusted, champion.schema
     y = target_vector(trusted, schema)
     comparison = evaluation.paired_bootstrap(
-        schema["task"], champion.metric, y,
+        schema["task"],
+        champion.metric,
+        y,
         training.predict(challenger, trusted, new_schema),
         training.predict(champion.booster, trusted, schema),
-        resamples=opts.resamples, seed=opts.seed,
-    )  # fmt: skip
+        resamples=opts.resamples,
+        seed=opts.seed,
+    )
     comparison["metric"] = champion.metric
     decision["comparison"] = comparison
-    decision["robustness"] = compare_robustness(
-        _robustness(champion.run_dir), _robustness(new_dir)
-    )
+    decision["robustness"] = compare_robustness(_robustness(champion.run_dir), _robustness(new_dir))
     worse = poisoning.worse(comparison, champion.metric, opts.tolerance)
     if worse:
         decision["reasons"].append(
@@ -370,7 +389,6 @@ def summary(decision: dict[str, Any]) -> str:
     ).rstrip("; ")
 
 
-
 def truth_table(batch: pd.DataFrame, flagged: pd.DataFrame) -> pd.DataFrame:
     """Flagged rows against the ground truth of a generated batch (its ``truth_*`` columns).
 
@@ -386,11 +404,25 @@ def truth_table(batch: pd.DataFrame, flagged: pd.DataFrame) -> pd.DataFrame:
         truth = batch[column].to_numpy(dtype=bool)
         altered |= truth
         caught = int((truth & hit).sum())
-        rows.append({"truth": column, "rows": int(truth.sum()), "flagged": int(hit.sum()),
-                     "caught": caught,
-                     "recall": round(caught / truth.sum(), 3) if truth.any() else None,
-                     "precision": round(caught / hit.sum(), 3) if hit.any() else None})  # fmt: skip
+        rows.append(
+            {
+                "truth": column,
+                "rows": int(truth.sum()),
+                "flagged": int(hit.sum()),
+                "caught": caught,
+                "recall": round(caught / truth.sum(), 3) if truth.any() else None,
+                "precision": round(caught / hit.sum(), 3) if hit.any() else None,
+            }
+        )
     clean = ~altered
-    rows.append({"truth": "unaltered", "rows": int(clean.sum()), "flagged": int(hit.sum()),
-                 "caught": int((clean & hit).sum()), "recall": None, "precision": None})  # fmt: skip
+    rows.append(
+        {
+            "truth": "unaltered",
+            "rows": int(clean.sum()),
+            "flagged": int(hit.sum()),
+            "caught": int((clean & hit).sum()),
+            "recall": None,
+            "precision": None,
+        }
+    )
     return pd.DataFrame(rows)
