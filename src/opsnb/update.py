@@ -110,8 +110,8 @@ def load_champion(run: str | os.PathLike[str]) -> Champion:
     problem = Problem.from_dict(read_json(folder / "problem.json"))
     problem = problem.resolve(task=schema["task"], target=schema["target"])
     params: dict[str, Any] = {}
-    for record in manifest.stages.values():
-        params.update(record.get("params", {}))
+    for stage in STAGES[: [s.name for s in STAGES].index(_UNTIL) + 1]:  # the challenger's stages
+        params.update(manifest.stages.get(stage.name, {}).get("params", {}))
     admitted = (
         pd.read_parquet(manifest.verify(ADMITTED)) if ADMITTED in manifest.artifacts else None
     )
