@@ -173,13 +173,15 @@ def promote(run_dir: Path) -> Path:
 
 
 def reload_server(
-    server: str, bundle: Path, *, token: str, timeout: float = 60.0
+    server: str, version: str, *, token: str, timeout: float = 60.0
 ) -> dict[str, Any]:
-    """Ask a running server to load ``bundle`` through its admin endpoint (bearer token).
+    """Ask a running server to load ``version`` (a run id in its model store) over its admin API.
 
-    Returns the server's answer; a refusal is returned, not raised (the old model keeps serving).
+    ``POST <server>/admin/reload`` with ``{"version": ...}`` and the bearer token. Returns the
+    status and body of the answer; a refusal is returned, not raised: the server keeps serving
+    the model it had, and the decision records why.
     """
-    body = json.dumps({"bundle": str(bundle)}).encode()
+    body = json.dumps({"version": version}).encode()
     request = urllib.request.Request(
         server.rstrip("/") + "/admin/reload",
         data=body,
@@ -363,7 +365,7 @@ def _promote(new_dir: Path, decision: dict[str, Any], server: str | None) -> Non
         if not token:
             decision["reload"] = {"status": None, "body": f"not reloaded: ${ADMIN_TOKEN_ENV} unset"}
         else:
-            decision["reload"] = reload_server(server, new_dir / "bundle", token=token)
+            decision["reload"] = reload_server(server, new_dir.name, token=token)
 
 
 def _jsonable(obj: Any) -> Any:
