@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from opsnb import config, loans, update
+from opsnb import config, loans, poisoning, update
 from opsnb.artifacts import RunManifest, sha256_file
 from opsnb.errors import DataError
 from opsnb.serving.predlog import PredictionLog
-from tests.conftest import PROJECT, opsnb_cli
 from tests.serving_support import running_server
+from tests.support import PROJECT, opsnb_cli
 
 pytestmark = pytest.mark.slow
 TOKEN = "update-test-token"
@@ -215,7 +215,7 @@ def test_a_log_without_feedback_is_one_clear_error(champion, runs_dir, tmp_path)
         (lambda b: b.drop(columns=["credit_score"]), "lacks feature column(s) 'credit_score'"),
         (lambda b: b.drop(columns=["default"]), "has no label column 'default'"),
         (lambda b: b.assign(default=3), "outside the task's classes (3"),
-        (lambda b: b.iloc[:0], "the batch is empty"),
+        (lambda b: b.iloc[:0], "has a header (17 columns) but no data rows"),
     ],
 )
 def test_bad_batches_are_one_clear_error_and_leave_the_champion(
@@ -234,12 +234,12 @@ def test_bad_batches_are_one_clear_error_and_leave_the_champion(
 
 
 def test_a_run_without_trusted_split_cannot_be_updated(champion, runs_dir, tmp_path):
+    path = tmp_path / "b.parquet"
+    _batch(champion, "clean", rows=30).to_parquet(path)
     manifest = RunManifest.load(champion)
     del manifest.artifacts["data/trusted.parquet"]
     manifest.save()
     (champion / "data" / "trusted.parquet").unlink()
-    path = tmp_path / "b.parquet"
-    _batch(champion, "clean", rows=30).to_parquet(path)
     result = opsnb_cli(
         "update", str(champion), "--data", str(path), env={config.RUNS_ENV: str(runs_dir)}
     )
@@ -275,6 +275,84 @@ def test_promotion_is_atomic_when_the_process_is_killed_mid_way(tmp_path):
         time.sleep(0.05 + np.random.default_rng().uniform(0, 0.1))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        proc.stdout.close()
         champion = update.current_champion(runs)
         assert champion in (a.resolve(), b.resolve())
         assert (champion / "manifest.json").is_file()
+
+
+def test_update_from_a_log_numbers_rows_in_log_order(champion, runs_dir, tmp_path):
+    batch = _batch(champion, "clean", rows=600)
+    path = tmp_path / "predictions.sqlite"
+    ids = _log(path, batch)
+    log = PredictionLog(path)
+    for i, rid in enumerate(ids):
+        if i % 10:  # every tenth prediction never gets its label
+            log.feedback(rid, float(1 - batch["default"].iloc[i]))  # every label a lie
+    log.close()
+    before = _state(runs_dir)
+    result = opsnb_cli("update", "champion", "--from-log", str(path), "--run-id", "logged",
+                       env={config.RUNS_ENV: str(runs_dir)})  # fmt: skip
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "log: predictions 600, labelled 540, unlabelled 60" in result.stdout
+    assert _state(runs_dir)[0] == before[0]
+    decision = json.loads((runs_dir / "logged" / update.DECISION).read_text())
+    assert decision["source"] == f"log:{path}"
+    assert decision["rows"] == 540
+    flagged = pd.read_parquet(runs_dir / "logged" / update.FLAGGED)
+    assert flagged["row"].between(0, 539).all()
+    labelled = [rid for i, rid in enumerate(ids) if i % 10]
+    assert flagged["request_id"].tolist() == [labelled[r] for r in flagged["row"]]
+
+
+def test_the_update_stage_screens_the_next_batch_and_ends_with_the_decision(completed_run):
+    decision = json.loads((completed_run / update.DECISION).read_text())
+    assert decision["decision"] in ("admitted", "refused")
+    assert decision["reasons"]
+    batch = pd.read_parquet(completed_run / "update" / "batch.parquet")
+    assert batch["truth_flipped"].any()  # the default scenario: label-flip
+    flagged = pd.read_parquet(completed_run / update.FLAGGED)
+    assert flagged["row"].between(0, len(batch) - 1).all()
+    challenger = completed_run.parent / decision["run"]
+    assert json.loads((challenger / update.DECISION).read_text())["rows"] == len(batch)
+    executed = json.loads((completed_run / "notebooks" / "08_update.ipynb").read_text())
+    last = executed["cells"][-1]["outputs"][-1]["data"]["text/plain"]
+    assert "".join(last).strip("'\"").startswith(decision["decision"].upper() + ": ")
+
+
+def test_a_request_admitted_earlier_is_not_admitted_twice() -> None:
+    frame = pd.DataFrame({"request_id": ["a", "b", "c"], "x": [1.0, 2.0, 3.0]})
+    screened = poisoning.Screen(
+        rows=3,
+        flagged=pd.DataFrame({"row": np.array([2], dtype=np.int64), "check": ["backdoor"],
+                              "reason": ["backdoor: x"], "detail": ["-"]}).astype(
+            {"check": "string", "reason": "string", "detail": "string"}),
+        admitted=frame.iloc[:2],
+    )  # fmt: skip
+    update._not_twice(screened, frame, pd.DataFrame({"request_id": ["b", "z"]}))
+    assert screened.admitted["request_id"].tolist() == ["a"]
+    assert screened.flagged["row"].tolist() == [1, 2]
+    assert screened.flagged["reason"].iloc[0] == "duplicate: admitted by an earlier update"
+
+
+def test_robustness_reports_are_compared_where_both_runs_have_one() -> None:
+    old = {
+        "applies": True,
+        "rows_attacked": 200,
+        "at_epsilon": {"robust_accuracy": 0.71, "certified_accuracy": 0.6, "clean_accuracy": 0.8},
+    }
+    new = {
+        "applies": True,
+        "rows_attacked": 200,
+        "at_epsilon": {
+            "robust_accuracy": 0.65,
+            "certified_accuracy": 0.595,
+            "clean_accuracy": 0.82,
+        },
+    }
+    result = update.compare_robustness(old, new)
+    assert result["compared"]
+    assert result["worse"] == ["robust_accuracy"]  # certified dropped less than the tolerance
+    assert result["values"]["clean_accuracy"] == {"champion": 0.8, "challenger": 0.82}
+    assert not update.compare_robustness(old, None)["compared"]
+    assert not update.compare_robustness({"applies": False}, {"applies": False})["compared"]

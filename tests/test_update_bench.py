@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.conftest import PROJECT
+from tests.support import PROJECT
 
 pytestmark = pytest.mark.slow
 

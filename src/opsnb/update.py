@@ -214,23 +214,42 @@ def _robustness(run_dir: Path) -> dict[str, Any] | None:
     return report
 
 
-def compare_robustness(old: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, Any]:
-    """The headline numbers both robustness reports share, champion against challenger.
+def _headline(report: dict[str, Any]) -> dict[str, float]:
+    """The numbers of a robustness report: top-level ones and those ``at_epsilon``."""
+    found = {
+        k: v for k, v in report.items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    nested = report.get("at_epsilon")
+    if isinstance(nested, dict):
+        found.update(
+            {
+                k: v
+                for k, v in nested.items()
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            }
+        )
+    return found
 
-    A number counts as a headline when it is a top-level number of both reports; the
-    challenger is worse when any ``robust_*`` number dropped.
+
+def compare_robustness(
+    old: dict[str, Any] | None, new: dict[str, Any] | None, *, tolerance: float = 0.01
+) -> dict[str, Any]:
+    """Champion against challenger on the numbers both robustness reports share.
+
+    The challenger is less robust when a robust or certified accuracy dropped by more than
+    ``tolerance`` (absolute). A report that does not apply (regression) is not compared.
     """
     if old is None or new is None:
         return {"compared": False, "reason": "no robustness report in both runs"}
-    shared = {
-        k: {"champion": old[k], "challenger": new[k]}
-        for k in old
-        if isinstance(old.get(k), int | float) and isinstance(new.get(k), int | float)
-    }
+    if old.get("applies") is False or new.get("applies") is False:
+        return {"compared": False, "reason": "the robustness report does not apply to this task"}
+    a, b = _headline(old), _headline(new)
+    shared = {k: {"champion": a[k], "challenger": b[k]} for k in a if k in b}
     dropped = [
-        k for k, v in shared.items() if k.startswith("robust") and v["challenger"] < v["champion"]
-    ]
-    return {"compared": True, "values": shared, "worse": dropped}
+        k for k, v in shared.items()
+        if ("robust" in k or "certified" in k) and v["challenger"] < v["champion"] - tolerance
+    ]  # fmt: skip
+    return {"compared": True, "values": shared, "worse": dropped, "tolerance": tolerance}
 
 
 def _frame_or_path(batch: pd.DataFrame | str | os.PathLike[str]) -> pd.DataFrame:
@@ -255,10 +274,7 @@ def update(
     champion = load_champion(run)
     frame = _frame_or_path(batch)
     opts = options or poisoning.ScreenOptions(seed=champion.seed)
-    already = champion.admitted
-    if already is not None and "request_id" in frame.columns and "request_id" in already.columns:
-        seen = frame["request_id"].isin(already["request_id"])
-        frame = frame[~seen]  # late labels: rows an earlier update admitted are not added twice
+    frame = frame.reset_index(drop=True)
     screened = poisoning.screen(
         frame,
         schema=champion.schema,
@@ -271,6 +287,10 @@ def update(
         options=opts,
         early_stopping_rounds=int(champion.params.get("early_stopping_rounds", 30)),
     )
+    _not_twice(screened, frame, champion.admitted)
+    if "request_id" in frame.columns:
+        rows = screened.flagged[poisoning.ROW].to_numpy()
+        screened.flagged["request_id"] = frame["request_id"].to_numpy()[rows].astype(str)
     runs_root = champion.run_dir.parent
     new_dir = runs_root / (run_id or pipeline.new_run_id())
     new_dir.mkdir(parents=True, exist_ok=False)
@@ -305,6 +325,30 @@ def update(
         decision["decision"] = "refused"
     _seal(new_dir, DECISION, _jsonable(decision), "update")
     return decision
+
+
+def _not_twice(
+    screened: poisoning.Screen, frame: pd.DataFrame, already: pd.DataFrame | None
+) -> None:
+    """Late labels: a logged request an earlier update admitted is not admitted again."""
+    if already is None or "request_id" not in frame.columns or "request_id" not in already:
+        return
+    seen = frame["request_id"].isin(already["request_id"]).to_numpy()
+    again = screened.admitted.index[seen[screened.admitted.index]]
+    if len(again) == 0:
+        return
+    screened.admitted = screened.admitted.drop(index=again)
+    extra = pd.DataFrame(
+        {
+            poisoning.ROW: again.to_numpy(dtype=np.int64),
+            "check": "contract",
+            "reason": "duplicate: admitted by an earlier update",
+            "detail": "request_id already in data/admitted.parquet",
+        }
+    )
+    extra[["check", "reason", "detail"]] = extra[["check", "reason", "detail"]].astype("string")
+    flagged = pd.concat([screened.flagged, extra], ignore_index=True)
+    screened.flagged = flagged.sort_values(poisoning.ROW, ignore_index=True)
 
 
 def _challenge(
