@@ -29,7 +29,8 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.metrics import roc_auc_score
 
 from opsnb import loans, poisoning, prepare, training
-from opsnb.validation import infer_schema, target_vector
+from opsnb.schema import target_vector
+from opsnb.validation import infer_schema
 
 FRACTIONS = {"train": 0.6, "valid": 0.15, "test": 0.15, "trusted": 0.1}
 HYPER = {"max_depth": 4, "learning_rate": 0.1, "n_estimators": 150}

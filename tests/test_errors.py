@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from opsnb import parity, pipeline, validation
+from opsnb import parameters, parity
 from opsnb.artifacts import RunManifest
 from opsnb.errors import (
     ArtifactError,
@@ -16,6 +16,7 @@ from opsnb.errors import (
     SchemaError,
     StageError,
 )
+from opsnb.schema import Feature, Schema, to_matrix
 
 
 def test_every_error_is_an_opsnb_error() -> None:
@@ -33,14 +34,14 @@ def test_missing_input_file(tmp_path: Path) -> None:
 def test_undeclared_parameter() -> None:
     with pytest.raises(ConfigError, match=r"^no stage declares the parameter\(s\) 'lr'; "
                        r"declared parameters: "):  # fmt: skip
-        pipeline.route_parameters({"lr": 0.1})
+        parameters.route_parameters({"lr": 0.1})
 
 
 def test_schema_violation_names_the_column() -> None:
-    schema = {"features": [{"name": "income", "kind": "numeric", "nullable": True}]}
+    schema = Schema(task="binary", target="y", features=(Feature("income", "numeric", True),))
     with pytest.raises(SchemaError, match=r"^input lacks feature column\(s\) 'income' required "
                        r"by schema.json$") as caught:  # fmt: skip
-        validation.to_matrix(pd.DataFrame({"age": [1.0]}), schema)
+        to_matrix(pd.DataFrame({"age": [1.0]}), schema)
     assert caught.value.column == "income"
 
 

@@ -15,6 +15,7 @@ import pytest
 from opsnb import config, loans, poisoning, update
 from opsnb.artifacts import RunManifest, sha256_file
 from opsnb.errors import DataError
+from opsnb.schema import Schema
 from opsnb.serving.predlog import PredictionLog
 from tests.serving_support import running_server
 from tests.support import PROJECT, opsnb_cli
@@ -172,7 +173,7 @@ def test_from_log_joins_feedback_with_late_duplicate_and_missing_labels(champion
     for i in range(30, 35):
         log.feedback(ids[i], float(batch["default"].iloc[i]))  # late: after the cut
     log.close()
-    schema = json.loads((champion / "schema.json").read_text())
+    schema = Schema.load(champion / "schema.json")
     frame, counts = update.batch_from_log(path, schema, until=cutoff)
     assert counts == {
         "predictions": 40,

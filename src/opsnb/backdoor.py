@@ -13,13 +13,12 @@ again without them, so nested groups are not counted twice.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from opsnb.validation import target_vector
+from opsnb.schema import Schema, target_vector
 
 
 def _bins(column: pd.Series, inner: np.ndarray) -> pd.Series:
@@ -35,17 +34,17 @@ def _bins(column: pd.Series, inner: np.ndarray) -> pd.Series:
 
 
 def groupings(
-    frame: pd.DataFrame, schema: dict[str, Any], trusted: pd.DataFrame, bins: int
+    frame: pd.DataFrame, schema: Schema, trusted: pd.DataFrame, bins: int
 ) -> Iterator[tuple[str, str, pd.Series, pd.Series]]:
     """Yield (kind, feature, batch key, trusted key) per grouping the scan tests.
 
     Kinds: ``value`` (a numeric feature's exact value), ``range`` (its bin among ``bins``
     quantiles of the trusted data), ``category`` and ``categories`` (every pair).
     """
-    cats = [f["name"] for f in schema["features"] if f["kind"] == "categorical"]
-    for f in schema["features"]:
-        name = f["name"]
-        if f["kind"] == "numeric":
+    cats = [f.name for f in schema.features if f.kind == "categorical"]
+    for f in schema.features:
+        name = f.name
+        if f.kind == "numeric":
             yield "value", name, frame[name], trusted[name]
             ref = pd.to_numeric(trusted[name], errors="coerce").dropna()
             if ref.empty:
@@ -82,7 +81,7 @@ def backdoor_scan(
     labels: np.ndarray,
     expected: np.ndarray,
     trusted: pd.DataFrame,
-    schema: dict[str, Any],
+    schema: Schema,
     alpha: float = 0.01,
     min_rows: int = 10,
     min_purity: float = 0.9,

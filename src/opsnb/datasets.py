@@ -34,12 +34,11 @@ from opsnb.loans import (
     production_stream,
 )
 from opsnb.loans import scenario as loans_scenario
+from opsnb.problem import AUTO
 from opsnb.tables import CSV_SUFFIXES, PARQUET_SUFFIXES, read_table
 
 BUILTIN = ("loans", "breast_cancer", "diabetes")
 """Built-in data sets by the name the ``dataset`` parameter uses."""
-AUTO = "auto"
-"""Field values read as missing, besides pandas' defaults (``NaN``, ``null``, ``N/A``, ...)."""
 POSITIVE_LABELS = frozenset({"1", "yes", "y", "true", "t", "positive", "pos"})
 """String labels taken as the positive class (compared in lower case)."""
 _TIME_NAME = re.compile(r"(date|time|_at$|^at$)", re.IGNORECASE)

@@ -33,7 +33,8 @@ from opsnb.backdoor import backdoor_scan
 from opsnb.errors import DataError, SchemaError
 from opsnb.prepare import screen as contract_screen
 from opsnb.problem import HIGHER_IS_BETTER
-from opsnb.validation import feature_names, feature_types, target_vector, to_matrix, violations
+from opsnb.schema import Schema, target_vector, to_matrix
+from opsnb.validation import violations
 
 ROW = "row"
 """Column of flagged.parquet: the batch's 0-based row number in file or log order."""
@@ -116,7 +117,7 @@ class Screen:
 
 
 # -- input ---------------------------------------------------------------------------------------
-def labelled_batch(frame: pd.DataFrame, schema: dict[str, Any]) -> pd.DataFrame:
+def labelled_batch(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     """Check a new labelled batch can be screened at all; map its labels; number its rows.
 
     Raises:
@@ -124,7 +125,7 @@ def labelled_batch(frame: pd.DataFrame, schema: dict[str, Any]) -> pd.DataFrame:
             the task's values (binary: 0/1 or the run's recorded label names).
         SchemaError: a feature column of the contract is missing.
     """
-    target = schema["target"]
+    target = schema.target
     if frame.empty:
         raise DataError("the batch is empty: no rows to screen; nothing was changed")
     if target not in frame.columns:
@@ -133,7 +134,7 @@ def labelled_batch(frame: pd.DataFrame, schema: dict[str, Any]) -> pd.DataFrame:
             f"the batch has no label column {target!r} (columns: {columns}); "
             f"an update needs labelled rows: add {target!r}"
         )
-    missing = [n for n in feature_names(schema) if n not in frame.columns]
+    missing = [n for n in schema.feature_names if n not in frame.columns]
     if missing:
         raise SchemaError(
             f"the batch lacks feature column(s) {', '.join(map(repr, missing))} of schema.json; "
@@ -144,11 +145,11 @@ def labelled_batch(frame: pd.DataFrame, schema: dict[str, Any]) -> pd.DataFrame:
     labels = out[target]
     if labels.isna().all():
         raise DataError(f"the batch has no label: every value of {target!r} is missing")
-    mapping = schema.get("label_mapping") or {}
+    mapping = dict(schema.label_mapping or {})
     if mapping:
         labels = labels.map(lambda v: mapping.get(str(v).strip(), v) if pd.notna(v) else v)
     numbers = pd.to_numeric(labels, errors="coerce")
-    if schema["task"] == "binary":
+    if schema.task == "binary":
         bad = labels.notna() & ~numbers.isin([0, 1])
         if bad.any():
             values = sorted({str(v) for v in out.loc[bad, target]})[:5]
@@ -165,9 +166,9 @@ def labelled_batch(frame: pd.DataFrame, schema: dict[str, Any]) -> pd.DataFrame:
 
 
 # -- the checks ----------------------------------------------------------------------------------
-def contract_check(batch: pd.DataFrame, schema: dict[str, Any]) -> tuple[pd.DataFrame, pd.Series]:
+def contract_check(batch: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, pd.Series]:
     """Coerce the batch to the contract; return it and each row's quarantine reason (or NA)."""
-    coerced, found = contract_screen(batch, target=schema["target"], schema=schema)
+    coerced, found = contract_screen(batch, target=schema.target, schema=schema)
     broken = violations(coerced, schema)
     free = found["reason"].isna() & broken["reason"].notna()
     found.loc[free] = broken.loc[free].to_numpy()
@@ -179,7 +180,7 @@ def contract_check(batch: pd.DataFrame, schema: dict[str, Any]) -> tuple[pd.Data
 
 
 def shift_check(
-    batch: pd.DataFrame, trusted: pd.DataFrame, schema: dict[str, Any], *, psi: float, alpha: float
+    batch: pd.DataFrame, trusted: pd.DataFrame, schema: Schema, *, psi: float, alpha: float
 ) -> pd.DataFrame:
     """Per feature, the batch against the trusted holdout: PSI (monitoring's) and a test.
 
@@ -188,8 +189,8 @@ def shift_check(
     numbers, chi-squared on category counts, Benjamini-Hochberg over the features at ``alpha``.
     """
     ref, cur = to_matrix(trusted, schema), to_matrix(batch, schema)
-    kinds = {f["name"]: f["kind"] for f in schema["features"]}
-    names = feature_names(schema)
+    kinds = {f.name: f.kind for f in schema.features}
+    names = schema.feature_names
     table = monitoring.drift_table(ref, cur, names, list(kinds.values()))
     p_values = []
     for name in table["feature"]:
@@ -221,7 +222,7 @@ def negative_impact(
     candidate: xgb.Booster,
     current_pred: np.ndarray,
     trusted: pd.DataFrame,
-    schema: dict[str, Any],
+    schema: Schema,
     *,
     metric: str,
     options: ScreenOptions,
@@ -230,7 +231,7 @@ def negative_impact(
     y = target_vector(trusted, schema)
     new = training.predict(candidate, trusted, schema)
     result = evaluation.paired_bootstrap(
-        schema["task"], metric, y, new, current_pred, resamples=options.resamples, seed=options.seed
+        schema.task, metric, y, new, current_pred, resamples=options.resamples, seed=options.seed
     )
     result.update(
         metric=metric, tolerance=options.tolerance, refused=worse(result, metric, options.tolerance)
@@ -241,7 +242,7 @@ def negative_impact(
 def fit(
     frame: pd.DataFrame,
     valid: pd.DataFrame,
-    schema: dict[str, Any],
+    schema: Schema,
     hyperparameters: dict[str, Any],
     *,
     seed: int,
@@ -252,7 +253,7 @@ def fit(
     return training.train(
         training.frame_to_dmatrix(frame, schema),
         training.frame_to_dmatrix(valid, schema),
-        schema["task"],
+        schema.task,
         {**hyperparameters, **({"nthread": threads} if threads else {})},
         seed=seed,
         early_stopping_rounds=early_stopping_rounds,
@@ -262,7 +263,7 @@ def fit(
 def screen(
     batch: pd.DataFrame,
     *,
-    schema: dict[str, Any],
+    schema: Schema,
     train: pd.DataFrame,
     valid: pd.DataFrame,
     trusted: pd.DataFrame,
@@ -294,7 +295,7 @@ def screen(
         result.refusals.append("no row passed the schema contract")
         return _finish(result, found, kept, opts)
     labels = target_vector(kept, schema)
-    if schema["task"] == "binary":
+    if schema.task == "binary":
         expected = training.predict(current, kept, schema)
         details, result.backdoors = backdoor_scan(
             kept,
@@ -383,7 +384,7 @@ def _label_issues(
     labels: np.ndarray,
     *,
     train: pd.DataFrame,
-    schema: dict[str, Any],
+    schema: Schema,
     hyperparameters: dict[str, Any],
     opts: ScreenOptions,
 ) -> tuple[pd.DataFrame, pd.Series]:
@@ -392,7 +393,7 @@ def _label_issues(
     y = np.concatenate([target_vector(train, schema), labels]).astype(np.int64)
     in_batch = np.arange(len(pool)) >= len(train)
     params = {
-        **training.base_params(schema["task"], seed=opts.seed, threads=opts.threads),
+        **training.base_params(schema.task, seed=opts.seed, threads=opts.threads),
         **{k: v for k, v in hyperparameters.items() if k != "n_estimators"},
     }
     oof = labelnoise.out_of_fold(
@@ -400,8 +401,8 @@ def _label_issues(
         y,
         params=params,
         rounds=int(hyperparameters.get("n_estimators", 100)),
-        feature_names=feature_names(schema),
-        feature_types=feature_types(schema),
+        feature_names=schema.feature_names,
+        feature_types=schema.feature_types,
         folds=opts.folds,
         seed=opts.seed,
     )

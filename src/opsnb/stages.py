@@ -21,6 +21,8 @@ class Stage:
     consumes: tuple[str, ...]
     produces: tuple[str, ...]
     summary: str
+    outside: tuple[str, ...] = ()
+    """Inputs read from outside the run folder, by name (the runner fingerprints them too)."""
     optional: tuple[str, ...] = ()
     """Inputs read only when the run holds them sealed (e.g. rows admitted by an update)."""
 
@@ -28,6 +30,9 @@ class Stage:
 SPLITS = ("train", "valid", "test", "trusted")
 ADMITTED = "data/admitted.parquet"
 """Rows admitted by ``opsnb update``: a challenger run's prepare stage adds them to ``train``."""
+
+FROZEN_CONTRACT = "frozen contract"
+"""The data set's contract frozen by its first run (``runs/contracts/<key>.json``)."""
 
 STAGES: tuple[Stage, ...] = (
     Stage(
@@ -55,7 +60,8 @@ STAGES: tuple[Stage, ...] = (
             "data/profile.json",
         ),
         "freeze the schema, quarantine bad rows, split",
-        (ADMITTED,),
+        outside=(FROZEN_CONTRACT,),
+        optional=(ADMITTED,),
     ),
     Stage(
         "design",

@@ -37,11 +37,12 @@ import xgboost as xgb
 from opsnb import config, evaluation, pipeline, poisoning, training
 from opsnb.artifacts import RunManifest, now_iso, read_json, write_json, write_parquet
 from opsnb.errors import ArtifactError, DataError, OpsnbError
+from opsnb.parameters import declared_parameters
 from opsnb.problem import Problem
+from opsnb.schema import Schema, target_vector
 from opsnb.serving.predlog import read_labelled
 from opsnb.stages import ADMITTED, STAGES, stage_by_name
 from opsnb.tables import read_table
-from opsnb.validation import target_vector
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class Champion:
     """The run being updated, loaded and verified."""
 
     run_dir: Path
-    schema: dict[str, Any]
+    schema: Schema
     metric: str
     train: pd.DataFrame
     valid: pd.DataFrame
@@ -106,9 +107,9 @@ def load_champion(run: str | os.PathLike[str]) -> Champion:
     trusted = pd.read_parquet(manifest.verify(trusted_rel))
     if trusted.empty:
         raise DataError(f"run {folder.name}: the trusted split is empty; raise trusted_fraction")
-    schema = read_json(folder / "schema.json")
+    schema = Schema.load(folder / "schema.json")
     problem = Problem.from_dict(read_json(folder / "problem.json"))
-    problem = problem.resolve(task=schema["task"], target=schema["target"])
+    problem = problem.resolve(task=schema.task, target=schema.target)
     params: dict[str, Any] = {}
     for stage in STAGES[: [s.name for s in STAGES].index(_UNTIL) + 1]:  # the challenger's stages
         params.update(manifest.stages.get(stage.name, {}).get("params", {}))
@@ -130,11 +131,11 @@ def load_champion(run: str | os.PathLike[str]) -> Champion:
 
 
 def batch_from_log(
-    log_path: str | os.PathLike[str], schema: dict[str, Any], *, until: float | None = None
+    log_path: str | os.PathLike[str], schema: Schema, *, until: float | None = None
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """The labelled rows of a prediction log, in log order, the label under the schema's target."""
     frame, counts = read_labelled(log_path, until=until)
-    return frame.rename(columns={"label": schema["target"]}), counts
+    return frame.rename(columns={"label": schema.target}), counts
 
 
 def read_batch(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -361,17 +362,17 @@ def _challenge(
     """Run the pipeline into ``new_dir`` with the admitted rows and compare it with the champion."""
     rows = admitted if champion.admitted is None else pd.concat([champion.admitted, admitted])
     _seal(new_dir, ADMITTED, rows.reset_index(drop=True), "admission")
-    names = {n for s in STAGES for n in pipeline.declared_parameters(s)}
+    names = {n for s in STAGES for n in declared_parameters(s)}
     params = {k: v for k, v in champion.params.items() if k in names and k != "run_dir"}
     pipeline.run(params, run_dir=new_dir, until=stage_by_name(_UNTIL).name)
     decision["challenger"] = new_dir.name
     built = RunManifest.load(new_dir)
     challenger = training.load_model(built.verify("model/model.ubj"))
-    new_schema = read_json(built.verify("schema.json"))
+    new_schema = Schema.load(built.verify("schema.json"))
     trusted, schema = champion.trusted, champion.schema
     y = target_vector(trusted, schema)
     comparison = evaluation.paired_bootstrap(
-        schema["task"],
+        schema.task,
         champion.metric,
         y,
         training.predict(challenger, trusted, new_schema),
