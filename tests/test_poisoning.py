@@ -7,6 +7,7 @@ from sklearn.datasets import load_breast_cancer
 
 from opsnb import loans, poisoning, prepare
 from opsnb.errors import DataError, SchemaError
+from opsnb.schema import Feature, Schema
 from opsnb.validation import infer_schema
 
 HYPER = {"max_depth": 3, "learning_rate": 0.1, "n_estimators": 80}
@@ -154,11 +155,7 @@ def test_bad_batches_get_one_clear_error(world, change, error, message) -> None:
 
 
 def test_string_labels_map_through_the_recorded_mapping() -> None:
-    schema = {
-        "target": "y",
-        "task": "binary",
-        "features": [{"name": "x", "kind": "numeric"}],
-        "label_mapping": {">50K": 1, "<=50K": 0},
-    }
+    schema = Schema(task="binary", target="y", features=(Feature("x", "numeric"),),
+                    label_mapping={">50K": 1, "<=50K": 0})  # fmt: skip
     out = poisoning.labelled_batch(pd.DataFrame({"x": [1, 2], "y": [">50K", "<=50K"]}), schema)
     assert out["y"].tolist() == [1, 0]
