@@ -303,7 +303,8 @@ def update(
         "source": source or (str(batch) if not isinstance(batch, pd.DataFrame) else "frame"),
         "rows": screened.rows,
         "flagged": screened.counts(),
-        "admitted_rows": len(screened.admitted) if screened.passed else 0,
+        "passed_screen": len(screened.admitted),
+        "admitted_rows": 0,
         "reasons": list(screened.refusals),
         "negative_impact": screened.impact,
         "shift": screened.shift.to_dict("records"),
@@ -324,6 +325,8 @@ def update(
             decision["reasons"].append("not promoted: --promote was not given")
     else:
         decision["decision"] = "refused"
+    if decision["decision"] == "admitted":
+        decision["admitted_rows"] = len(screened.admitted)
     _seal(new_dir, DECISION, _jsonable(decision), "update")
     return decision
 
@@ -432,7 +435,8 @@ def summary(decision: dict[str, Any]) -> str:
     flagged = ", ".join(f"{k} {v}" for k, v in decision["flagged"].items())
     return (
         f"{verdict}: {decision['admitted_rows']} of {decision['rows']} rows admitted "
-        f"(flagged: {flagged}); {decision['reasons'][-1] if decision['reasons'] else ''}"
+        f"({decision['passed_screen']} passed the screen; flagged: {flagged}); "
+        f"{decision['reasons'][-1] if decision['reasons'] else ''}"
     ).rstrip("; ")
 
 
