@@ -37,10 +37,10 @@ import xgboost as xgb
 from opsnb import config, evaluation, pipeline, poisoning, training
 from opsnb.artifacts import RunManifest, now_iso, read_json, write_json, write_parquet
 from opsnb.errors import ArtifactError, DataError, OpsnbError
+from opsnb.feedback import read_labelled
 from opsnb.parameters import declared_parameters
 from opsnb.problem import Problem
 from opsnb.schema import Schema, target_vector
-from opsnb.serving.predlog import read_labelled
 from opsnb.stages import ADMITTED, STAGES, stage_by_name
 from opsnb.tables import read_table
 
