@@ -213,13 +213,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     # Refuse a tampered bundle before anything starts; one process serves this very check.
     verified = verify_bundle(resolve_bundle(args.run))
     options = serve_options(args)
-    host, port = (
-        getattr(args, "host", server.DEFAULT_HOST),
-        getattr(args, "port", server.DEFAULT_PORT),
-    )
-    workers = getattr(args, "workers", 1)
+    where = {name: getattr(args, name) for name in ("host", "port", "workers") if name in args}
+    host = where.get("host", server.DEFAULT_HOST)
+    port = where.get("port", server.DEFAULT_PORT)
     print(f"serving {verified.path} on http://{host}:{port} (SIGHUP reloads, SIGTERM drains)")
-    serve(options, host=host, port=port, workers=workers, verified=verified)
+    serve(options, verified=verified, **where)
     return 0
 
 

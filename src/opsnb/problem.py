@@ -4,7 +4,7 @@
 ``"auto"``. The dataset stage resolves the target and the task once it sees the labels and
 records them in the data card; the prepare stage copies them into ``schema.json``, which is the
 one place later stages (and the server) read the resolved task from:
-``Problem.from_dict(...).resolve(task=schema["task"], target=schema["target"])``.
+``Problem.from_dict(...).resolve(task=schema.task, target=schema.target)``.
 """
 
 from __future__ import annotations
