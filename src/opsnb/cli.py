@@ -141,17 +141,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else config.latest_run()
     if args.run_dir and not (run_dir / "bundle" / "manifest.json").is_file():
         raise ConfigError(f"{run_dir} has no bundle/manifest.json; run the pipeline first")
-    import pandas as pd
-
-    from opsnb.artifacts import write_json
-    from opsnb.bench import engines
-
     has_run = (run_dir / "bundle" / "manifest.json").is_file()
     if not has_run and args.no_large:
         raise ConfigError(
             f"nothing to measure: no run with a bundle under {run_dir} and --no-large; "
             "name a run folder or drop --no-large"
         )
+    import pandas as pd
+
+    from opsnb.artifacts import write_json
+    from opsnb.bench import engines
+
     result = engines.run_bench(run_dir=run_dir if has_run else None, quick=args.quick,
                              large=not args.no_large)  # fmt: skip
     with pd.option_context("display.width", 250, "display.max_columns", 20):
