@@ -15,7 +15,7 @@ import yaml
 from tqdm import tqdm
 
 from opsnb import config, hygiene, pipeline, predictor
-from opsnb.artifacts import write_json
+from opsnb.artifacts import atomic_open, write_json
 from opsnb.errors import ConfigError, OpsnbError
 from opsnb.serving import ServeOptions, loadtest, reload, serve
 from opsnb.stages import STAGES, Stage
@@ -142,8 +142,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         range_slack=None if args.range_slack < 0 else args.range_slack,
         drain_s=args.drain_s,
     )
-    print(f"serving {bundle} on http://{args.host}:{args.port} (SIGHUP reloads, SIGTERM drains)")
-    serve(options, host=args.host, port=args.port, workers=args.workers)
+
+    def announce(port: int) -> None:
+        print(
+            f"serving {bundle} on http://{args.host}:{port} (SIGHUP reloads, SIGTERM drains)",
+            flush=True,
+        )
+        if args.port_file:
+            with atomic_open(args.port_file) as out:  # a reader never sees a partial number
+                out.write(f"{port}\n")
+
+    serve(options, host=args.host, port=args.port, workers=args.workers, on_bound=announce)
     return 0
 
 
@@ -217,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     srv = sub.add_parser("serve", help="serve a run's compiled model over HTTP")
     srv.add_argument("run", help="run folder (runs/<id>, runs/latest) or bundle folder")
     srv.add_argument("--host", default="127.0.0.1", help="interface to bind (default loopback)")
-    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--port", type=int, default=8000, help="0: a free port the system picks")
+    srv.add_argument("--port-file", help="write the bound port to this file once listening")
     srv.add_argument("--workers", type=int, default=1, help="processes sharing the port")
     srv.add_argument("--max-batch", type=int, default=256, help="most rows per predictor call")
     srv.add_argument("--max-wait-ms", type=float, default=2.0, help="longest wait for batch-mates")

@@ -295,6 +295,25 @@ def compile_cached(
     return CompileResult(entry, key, False, info["compile_seconds"], info)
 
 
+def add_to_bundle(bundle_dir: str | os.PathLike[str], files: dict[str, Any]) -> dict[str, Any]:
+    """Write JSON ``files`` (name -> object) into a bundle and seal them in its manifest.
+
+    The monitor's ``reference.json`` and ``checker.json`` travel this way: computed from the
+    served library's own predictions once it is written, hashed like every other bundle file.
+    """
+    bundle = Path(bundle_dir)
+    manifest: dict[str, Any] = read_json(bundle / "manifest.json")
+    for name, obj in files.items():
+        if "/" in name or name in BUNDLE_FILES or not name.endswith(".json"):
+            raise CompileError(
+                f"cannot add {name!r} to a bundle: expected a new top-level .json file name"
+            )
+        write_json(bundle / name, obj)
+        manifest["files"][name] = sha256_file(bundle / name)
+    write_json(bundle / "manifest.json", manifest)
+    return manifest
+
+
 def compile_bundle(
     model_path: str | os.PathLike[str],
     bundle_dir: str | os.PathLike[str],

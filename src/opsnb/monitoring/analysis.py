@@ -1,0 +1,523 @@
+"""The monitor's analysis of a prediction log: windows, drift, quality, the checker, alerts.
+
+:func:`analyse_log` reads the log once, in chunks: each chunk's rows get their window index
+(by count: ``"500"`` rows; or by time: ``"60s"``, ``"5min"``, ``"1h"``), are counted into the
+drift histograms, scored by the checker, and kept only as (window, score, checker score, label)
+plus the review candidates. The statistics are then computed per window, vectorised over
+windows. :func:`write_outputs` saves ``drift.json``, ``quality.json``, ``alerts.json`` and
+``review.parquet``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from opsnb.artifacts import read_json, sha256_file, write_json, write_parquet
+from opsnb.errors import ArtifactError, ConfigError
+from opsnb.monitoring import alerts as alerting
+from opsnb.monitoring import checker as checking
+from opsnb.monitoring import logs, quality
+from opsnb.monitoring.drift import DriftCounts, feature_stats, missing_p_value
+from opsnb.monitoring.reference import check_reference
+
+REVIEW_ROWS = 200
+_TIME_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+@dataclass(frozen=True)
+class Windows:
+    """How rows are grouped: ``size`` rows per window, or ``seconds`` of log time per window."""
+
+    size: int | None = None
+    seconds: float | None = None
+
+    @classmethod
+    def parse(cls, text: str | int) -> Windows:
+        """``500`` or ``"500"`` (rows), ``"30s"``, ``"5min"``, ``"1h"``, ``"1d"`` (log time)."""
+        spec = str(text).strip()
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(s|min|h|d)?", spec)
+        if not match or float(match.group(1)) <= 0:
+            raise ConfigError(
+                f"window {text!r} is not a window size; expected a row count such as 500 or a "
+                "duration such as 30s, 5min, 1h, 1d"
+            )
+        number, unit = float(match.group(1)), match.group(2)
+        if unit is None:
+            return cls(size=int(number))
+        return cls(seconds=number * _TIME_UNITS[unit])
+
+    def count(self, rows: int, first_ts: float, last_ts: float) -> int:
+        """How many windows ``rows`` rows between the two timestamps fill."""
+        if self.size is not None:
+            return max(math.ceil(rows / self.size), 1)
+        assert self.seconds is not None  # noqa: S101 - parse sets one of the two
+        return int((last_ts - first_ts) // self.seconds) + 1
+
+    def index(self, offset: int, n: int, ts: np.ndarray, first_ts: float) -> np.ndarray:
+        """Window index of ``n`` rows starting at row ``offset`` with timestamps ``ts``."""
+        if self.size is not None:
+            return (offset + np.arange(n)) // self.size
+        assert self.seconds is not None  # noqa: S101
+        return ((ts - first_ts) // self.seconds).astype(np.int64)
+
+    def describe(self) -> str:
+        """``"500 rows"`` or ``"60 s"``."""
+        return f"{self.size} rows" if self.size is not None else f"{self.seconds:g} s"
+
+
+@dataclass
+class Bundle:
+    """What the monitor reads from a bundle: schema, reference, checker, model version."""
+
+    path: Path
+    schema: dict[str, Any]
+    reference: dict[str, Any]
+    checker: dict[str, Any]
+    version: str
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Bundle:
+        """Read a bundle folder (or a run folder holding ``bundle/``), hashes checked."""
+        folder = Path(path)
+        if (folder / "bundle" / "manifest.json").is_file():
+            folder = folder / "bundle"
+        if not (folder / "manifest.json").is_file():
+            raise ArtifactError(
+                f"{path} is neither a run folder with bundle/manifest.json nor a bundle folder",
+                path=str(path),
+            )
+        manifest = read_json(folder / "manifest.json")
+        files = manifest.get("files", {})
+        for name in ("schema.json", "reference.json", "checker.json"):
+            if name not in files:
+                raise ArtifactError(
+                    f"bundle {folder} has no {name} in its manifest; the monitor needs it: "
+                    "rebuild the bundle with the operationalize stage",
+                    path=name,
+                )
+            if sha256_file(folder / name) != files[name]:
+                raise ArtifactError(
+                    f"bundle file {name} does not match manifest.json; refusing to use it",
+                    path=name,
+                )
+        schema = read_json(folder / "schema.json")
+        return cls(
+            path=folder,
+            schema=schema,
+            reference=check_reference(read_json(folder / "reference.json"), schema),
+            checker=checking.check_checker(read_json(folder / "checker.json"), schema),
+            version=str(manifest["model_sha256"])[:12],
+        )
+
+
+@dataclass
+class MonitorResult:
+    """Everything the analysis found; the notebook shows it, :func:`write_outputs` saves it."""
+
+    task: str
+    metric: str | None
+    floor: float | None
+    windows: pd.DataFrame
+    drift: pd.DataFrame
+    quality: pd.DataFrame
+    checker: pd.DataFrame
+    alerts: list[dict[str, Any]]
+    review: pd.DataFrame
+    live_counts: dict[str, np.ndarray]
+    reference: dict[str, Any]
+    thresholds: alerting.Thresholds
+    notes: list[str] = field(default_factory=list)
+
+    def alert_table(self) -> pd.DataFrame:
+        """Alerts grouped by kind and subject (first window, count, worst evidence, action)."""
+        return alerting.table(self.alerts)
+
+    def drifted_features(self) -> list[str]:
+        """Features with at least one drift alert, in schema order."""
+        hit = {a["subject"] for a in self.alerts if a["kind"] in ("drift", "new_category")}
+        return [f["name"] for f in self.reference["features"] if f["name"] in hit]
+
+    def heatmap(self) -> pd.DataFrame:
+        """Sampling-adjusted PSI, features by windows (the prediction last)."""
+        return self.drift.pivot(index="feature", columns="window", values="psi_adjusted").reindex(
+            [*(f["name"] for f in self.reference["features"]), "(prediction)"]
+        )
+
+
+def _review_candidates(
+    chunk: logs.Chunk, window: np.ndarray, checker: np.ndarray, keep: int
+) -> pd.DataFrame:
+    gap = np.abs(chunk.output - checker)
+    top = np.argsort(-gap)[:keep]
+    return pd.DataFrame(
+        {
+            "request_id": chunk.ids[top],
+            "window": window[top],
+            "served": chunk.output[top],
+            "checker": checker[top],
+            "disagreement": gap[top],
+            "_row": list(chunk.x[top]),
+        }
+    )
+
+
+def _decode(review: pd.DataFrame, schema: dict[str, Any]) -> pd.DataFrame:
+    matrix = np.vstack(review.pop("_row").to_list()) if len(review) else None
+    for j, feature in enumerate(schema["features"]):
+        column = matrix[:, j] if matrix is not None else np.zeros(0)
+        if feature["kind"] == "categorical":
+            names = [*feature["categories"], "(unseen)"]
+            review[feature["name"]] = [None if np.isnan(v) else names[int(v)] for v in column]
+        else:
+            review[feature["name"]] = column
+    return review
+
+
+def analyse_log(
+    bundle: Bundle,
+    log_path: str | os.PathLike[str],
+    *,
+    window: str | int = 500,
+    problem: dict[str, Any] | None = None,
+    thresholds: alerting.Thresholds | None = None,
+    refusals: dict[str, Any] | None = None,
+    chunk_rows: int = logs.CHUNK_ROWS,
+    review_rows: int = REVIEW_ROWS,
+) -> MonitorResult:
+    """Analyse the rows ``bundle``'s model logged in ``log_path`` (other versions left aside).
+
+    Args:
+        bundle: the served bundle (:meth:`Bundle.load`).
+        log_path: the server's SQLite prediction log.
+        window: window size (:meth:`Windows.parse`).
+        problem: ``problem.json`` (metric, quality floor, drift thresholds); None: no floor.
+        thresholds: alert thresholds (default: from ``problem``, else :class:`Thresholds`).
+        refusals: contract refusals seen by the replay, by field (``serving.json``).
+        chunk_rows: rows read per chunk.
+        review_rows: how many of the most disagreeing requests go to the review queue.
+    """
+    spec = Windows.parse(window)
+    limits = thresholds or _thresholds(problem)
+    conn = logs.connect(log_path)
+    try:
+        table = logs.versions(conn)
+        notes = logs.pick_version(table, bundle.version, log_path)
+        mine = table[table["model_version"] == bundle.version].iloc[0]
+        first_ts, last_ts = float(mine["first_ts"]), float(mine["last_ts"])
+        n_windows = spec.count(int(mine["rows"]), first_ts, last_ts)
+        labels, unknown = logs.read_labels(conn)
+        summaries = [*bundle.reference["features"], {"kind": "numeric", "name": "(prediction)",
+                                                     **bundle.reference["prediction"]}]  # fmt: skip
+        counts = DriftCounts(summaries, n_windows)
+        label_index = pd.Index(labels["request_id"])
+        label_values = labels["label"].to_numpy(np.float64)
+        kept: list[np.ndarray] = []
+        candidates: list[pd.DataFrame] = []
+        bounds = np.full((n_windows, 2), np.nan)
+        matched = 0
+        for chunk in logs.read_chunks(conn, bundle.schema, bundle.version, chunk_rows=chunk_rows):
+            w = spec.index(chunk.offset, len(chunk), chunk.ts, first_ts)
+            counts.add(w, np.column_stack([chunk.x, chunk.output]))
+            second = checking.score_checker(bundle.checker, chunk.x)
+            at = label_index.get_indexer(chunk.ids) if len(label_index) else np.full(len(w), -1)
+            matched += int((at >= 0).sum())
+            label = np.where(at >= 0, label_values[np.maximum(at, 0)], np.nan)
+            kept.append(np.column_stack([w, chunk.output, second, label]))
+            candidates.append(_review_candidates(chunk, w, second, review_rows))
+            lo = np.full(n_windows, np.inf)
+            hi = np.full(n_windows, -np.inf)
+            np.minimum.at(lo, w, chunk.ts)
+            np.maximum.at(hi, w, chunk.ts)
+            bounds[:, 0] = np.fmin(bounds[:, 0], np.where(np.isinf(lo), np.nan, lo))
+            bounds[:, 1] = np.fmax(bounds[:, 1], np.where(np.isinf(hi), np.nan, hi))
+    finally:
+        conn.close()
+    rows = np.vstack(kept)
+    if unknown:
+        notes.append(
+            f"{unknown} label(s) from /feedback name request ids that are not in the prediction "
+            "log; they were ignored (send the request_id a /predict answer returned)"
+        )
+    windows = pd.DataFrame(
+        {
+            "window": np.arange(n_windows),
+            "rows": counts.rows,
+            "labels": np.bincount(
+                rows[:, 0].astype(np.int64), weights=~np.isnan(rows[:, 3]), minlength=n_windows
+            ).astype(int),
+            "first_ts": bounds[:, 0],
+            "last_ts": bounds[:, 1],
+        }
+    )
+    for w in np.flatnonzero(counts.rows == 0):
+        start = first_ts + w * (spec.seconds or 0)
+        notes.append(
+            f"window {w} ({pd.Timestamp(start, unit='s'):%Y-%m-%d %H:%M:%S} + {spec.describe()}) "
+            "has no rows: no statistics and no alerts for it"
+        )
+    drift = _drift_frame(summaries, counts)
+    review = _decode(
+        pd.concat(candidates, ignore_index=True)
+        .nlargest(review_rows, "disagreement")
+        .reset_index(drop=True),
+        bundle.schema,
+    )
+    task = bundle.schema["task"]
+    metric = (problem or {}).get("metric")
+    metric = None if metric in (None, "auto") else metric
+    floor = (problem or {}).get("quality_floor")
+    window_of = rows[:, 0].astype(np.int64)
+    qual = quality.quality_table(
+        task,
+        window_of,
+        rows[:, 1],
+        ~np.isnan(rows[:, 3]),
+        np.nan_to_num(rows[:, 3]),
+        n_windows,
+        bundle.reference.get("calibration"),
+    )
+    check = _checker_frame(bundle.checker, window_of, rows[:, 1], rows[:, 2], n_windows)
+    live_counts = {s["name"]: c.sum(axis=0) for s, c in zip(summaries, counts.counts, strict=True)}
+    found = _alerts(drift, qual, check, limits, metric, floor, n_windows, len(summaries) - 1)
+    found += _refusal_alerts(refusals or {}, limits, spec)
+    found.sort(key=lambda a: (a["window"] if a["window"] is not None else -1, a["kind"]))
+    return MonitorResult(
+        task, metric, floor, windows, drift, qual, check, found, review, live_counts,
+        bundle.reference, limits, notes,
+    )  # fmt: skip
+
+
+def _thresholds(problem: dict[str, Any] | None) -> alerting.Thresholds:
+    given = problem or {}
+    defaults = alerting.Thresholds()
+    return alerting.Thresholds(
+        psi=float(given.get("drift_psi", defaults.psi)),
+        alpha=float(given.get("drift_alpha", defaults.alpha)),
+    )
+
+
+def _drift_frame(summaries: list[dict[str, Any]], counts: DriftCounts) -> pd.DataFrame:
+    frames = []
+    for j, summary in enumerate(summaries):
+        stats_j = feature_stats(summary, counts.counts[j], counts.missing[:, j])
+        stats_j.insert(0, "window", np.arange(counts.windows))
+        stats_j.insert(0, "feature", summary["name"])
+        stats_j["reference_missing"] = summary["missing_share"]
+        stats_j["missing_p_value"] = missing_p_value(
+            stats_j["missing_share"].to_numpy(), stats_j["rows"].to_numpy(),
+            summary["missing_share"],
+        )  # fmt: skip
+        stats_j["new_rows"] = counts.counts[j][:, -1] if summary["kind"] == "categorical" else 0
+        frames.append(stats_j)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _checker_frame(
+    spec: dict[str, Any], window: np.ndarray, served: np.ndarray, second: np.ndarray, n: int
+) -> pd.DataFrame:
+    gap = np.abs(served - second)
+    rows = np.bincount(window, minlength=n)
+    over = np.bincount(window, weights=gap > spec["disagreement_threshold"], minlength=n)
+    rate = over / np.maximum(rows, 1)
+    base = min(max(spec["baseline_rate"], 1e-3), 0.5)
+    p_value = stats.binom.sf(over - 1, np.maximum(rows, 1), base)
+    return pd.DataFrame(
+        {
+            "window": np.arange(n),
+            "rows": rows,
+            "disagreement_rate": np.where(rows > 0, rate, np.nan),
+            "mean_gap": np.bincount(window, weights=gap, minlength=n) / np.maximum(rows, 1),
+            "baseline_rate": spec["baseline_rate"],
+            "p_value": np.where(rows > 0, p_value, np.nan),
+        }
+    )
+
+
+def _alerts(
+    drift: pd.DataFrame,
+    qual: pd.DataFrame,
+    check: pd.DataFrame,
+    limits: alerting.Thresholds,
+    metric: str | None,
+    floor: float | None,
+    n_windows: int,
+    n_features: int,
+) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    cut = limits.alpha / max(n_windows * (n_features + 1), 1)
+    for r in drift.itertuples():
+        if not r.rows:
+            continue
+        w = int(r.window)
+        is_pred = r.feature == "(prediction)"
+        if r.psi_adjusted >= limits.psi and r.p_value < cut:
+            severity = "high" if r.psi_adjusted >= 2 * limits.psi else "medium"
+            found.append(
+                alerting.record(
+                    "prediction_drift" if is_pred else "drift", r.feature, w, "psi_adjusted",
+                    r.psi_adjusted, limits.psi,
+                    f"{r.feature}: PSI {r.psi:.3f} ({r.psi_adjusted:.3f} beyond sampling noise) "
+                    f"over {r.rows} rows, {r.test} p = {r.p_value:.2g} < {cut:.2g}",
+                    severity, alerting.INVESTIGATE, r.p_value,
+                )  # fmt: skip
+            )
+        delta = abs(r.missing_share - r.reference_missing)
+        if delta >= limits.missing_delta and r.missing_p_value < cut:
+            found.append(
+                alerting.record(
+                    "missing", r.feature, w, "missing_share", r.missing_share,
+                    r.reference_missing + limits.missing_delta,
+                    f"{r.feature}: {r.missing_share:.1%} missing against {r.reference_missing:.1%}"
+                    " in training", "medium", alerting.FIX_PRODUCER, r.missing_p_value,
+                )  # fmt: skip
+            )
+        if r.new_share >= limits.new_category_share and r.new_rows >= 5:
+            found.append(
+                alerting.record(
+                    "new_category", r.feature, w, "new_share", r.new_share,
+                    limits.new_category_share,
+                    f"{r.feature}: {int(r.new_rows)} rows ({r.new_share:.1%}) carry a category "
+                    "never seen in training", "high", alerting.FIX_PRODUCER,
+                )  # fmt: skip
+            )
+    found += _quality_alerts(qual, limits, metric, floor)
+    check_cut = limits.alpha / max(n_windows, 1)
+    for r in check.itertuples():
+        if r.rows and r.disagreement_rate >= limits.checker_ratio * max(r.baseline_rate, 1e-3):
+            if r.p_value < check_cut:
+                found.append(
+                    alerting.record(
+                        "checker", "disagreement_rate", int(r.window), "disagreement_rate",
+                        r.disagreement_rate, limits.checker_ratio * r.baseline_rate,
+                        f"the checker disagrees on {r.disagreement_rate:.1%} of {r.rows} rows "
+                        f"against {r.baseline_rate:.1%} on the trusted holdout",
+                        "medium", alerting.REVIEW, r.p_value,
+                    )  # fmt: skip
+                )
+    return found
+
+
+def _quality_alerts(
+    qual: pd.DataFrame,
+    limits: alerting.Thresholds,
+    metric: str | None,
+    floor: float | None,
+) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    if metric is None or metric not in qual:
+        return found
+    higher = metric in ("auc", "accuracy", "r2")
+    for r in qual.to_dict("records"):
+        w, value = int(r["window"]), r[metric]
+        se = r.get("auc_se", np.nan) if metric == "auc" else np.nan
+        margin = 1.645 * se if np.isfinite(se) else 0.0
+        if floor is not None and np.isfinite(value) and r["labels"] >= 30:
+            bad = value + margin < floor if higher else value - margin > floor
+            if bad:
+                found.append(
+                    alerting.record(
+                        "quality", metric, w, metric, value, floor,
+                        f"realized {metric} {value:.3f} over {r['labels']} labels is "
+                        f"{'below' if higher else 'above'} the floor {floor}"
+                        + (f" (± {margin:.3f} at 95 %)" if margin else ""),
+                        "high", alerting.ROLLBACK,
+                    )  # fmt: skip
+                )
+        estimated = r.get(f"estimated_{metric}", np.nan)
+        if floor is not None and np.isfinite(estimated) and r["labels"] < 30:
+            if (estimated < floor) if higher else (estimated > floor):
+                found.append(
+                    alerting.record(
+                        "estimated_quality", metric, w, f"estimated_{metric}", estimated, floor,
+                        f"estimated {metric} {estimated:.3f} (CBPE, before labels) is past the "
+                        f"floor {floor}", "medium", alerting.INVESTIGATE,
+                    )  # fmt: skip
+                )
+        if np.isfinite(value) and np.isfinite(estimated):
+            gap = value - estimated
+            noise = 2.576 * se if np.isfinite(se) else 0.0
+            if abs(gap) >= max(limits.gap, noise):
+                found.append(
+                    alerting.record(
+                        "estimate_gap", metric, w, f"realized - estimated {metric}", gap,
+                        max(limits.gap, noise),
+                        f"realized {metric} {value:.3f} against {estimated:.3f} expected from the "
+                        f"model's own confidence ({r['labels']} labels): the labels do not behave "
+                        "as the model's probabilities say", "high", alerting.SCREEN_LABELS,
+                    )  # fmt: skip
+                )
+    return found
+
+
+def _refusal_alerts(
+    refusals: dict[str, Any], limits: alerting.Thresholds, spec: Windows
+) -> list[dict[str, Any]]:
+    """Contract refusals the replay saw (never logged: the server refused them)."""
+    found = []
+    total = max(int(refusals.get("requests", 0)), 1)
+    for name, seen in refusals.get("fields", {}).items():
+        share = seen["count"] / total
+        if share >= limits.new_category_share:
+            found.append(
+                alerting.record(
+                    "contract", name,
+                    seen["first_index"] // spec.size if spec.size else None,
+                    "refused_share", share,
+                    limits.new_category_share,
+                    f"{seen['count']} requests refused on field {name!r} (e.g. "
+                    f"{seen['examples'][:2]}): {seen['reason']}", "high", alerting.FIX_PRODUCER,
+                )  # fmt: skip
+            )
+    return found
+
+
+def write_outputs(result: MonitorResult, out: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write ``drift.json``, ``quality.json``, ``alerts.json`` and ``review.parquet`` to ``out``."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {name: folder / name for name in
+             ("drift.json", "quality.json", "alerts.json", "review.parquet")}  # fmt: skip
+    write_json(paths["drift.json"], drift_document(result))
+    write_json(paths["quality.json"], quality_document(result))
+    write_json(paths["alerts.json"], result.alerts)
+    write_parquet(paths["review.parquet"], result.review)
+    return paths
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    clean = frame.astype(object).where(frame.notna(), None)
+    return [
+        {k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()}
+        for r in clean.to_dict("records")
+    ]
+
+
+def drift_document(result: MonitorResult) -> dict[str, Any]:
+    """``drift.json``: windows, per feature and window statistics, thresholds, notes."""
+    return {
+        "windows": _records(result.windows),
+        "drift": _records(result.drift),
+        "drifted_features": result.drifted_features(),
+        "thresholds": result.thresholds.__dict__,
+        "notes": result.notes,
+    }
+
+
+def quality_document(result: MonitorResult) -> dict[str, Any]:
+    """``quality.json``: realized and estimated metrics and checker disagreement per window."""
+    return {
+        "task": result.task,
+        "metric": result.metric,
+        "floor": result.floor,
+        "windows": _records(result.quality),
+        "checker": _records(result.checker),
+    }
