@@ -179,6 +179,61 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_monitor(args: argparse.Namespace) -> int:
+    from opsnb import monitoring, plots  # noqa: PLC0415 - matplotlib only for this command
+    from opsnb.artifacts import read_json  # noqa: PLC0415
+
+    bundle = monitoring.Bundle.load(args.run)
+    log = Path(args.log)
+    out = Path(args.out) if args.out else log.parent / "monitor"
+    problem_path = next(
+        (
+            p / "problem.json"
+            for p in (Path(args.run), bundle.path.parent)
+            if (p / "problem.json").is_file()
+        ),
+        None,
+    )
+    problem = read_json(problem_path) if problem_path else None
+    if problem is not None and problem.get("metric") == "auto":
+        problem["metric"] = {"binary": "auc", "regression": "r2"}[bundle.schema["task"]]
+    serving = log.parent / "serving.json"
+    refusals = read_json(serving).get("refusals") if serving.is_file() else None
+    result = monitoring.analyse_log(
+        bundle, log, window=args.window, problem=problem, refusals=refusals
+    )
+    written = monitoring.write_outputs(result, out)
+    figures = {
+        "drift_heatmap.png": plots.drift_heatmap(
+            result.heatmap(), result.thresholds.psi, result.drifted_features()
+        ),
+        "drift_distributions.png": plots.drift_distributions(
+            result.reference, result.live_counts, result.drifted_features()
+        ),
+        "alert_timeline.png": plots.alert_timeline(result.alerts, len(result.windows)),
+    }
+    if result.metric:
+        figures["quality.png"] = plots.quality_over_windows(
+            result.quality, result.metric, result.floor
+        )
+    for name, figure in figures.items():
+        figure.savefig(out / name, dpi=110)
+    for note in result.notes:
+        print(f"note: {note}")
+    rows = int(result.windows["rows"].sum())
+    print(
+        f"{rows:,} logged predictions of model {bundle.version} in {len(result.windows)} windows: "
+        f"{len(result.alerts)} alert record(s); drifted: "
+        f"{', '.join(result.drifted_features()) or 'none'}"
+    )
+    table = result.alert_table()
+    if len(table):
+        with_width = table[["kind", "subject", "severity", "first_window", "windows", "action"]]
+        print(with_width.to_string(index=False))
+    print(f"wrote {', '.join(sorted([*written, *figures]))} to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``opsnb``."""
     parser = argparse.ArgumentParser(prog="opsnb", description=__doc__)
@@ -255,6 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--rate", type=float, help="open loop: requests per second")
     load.add_argument("--json", action="store_true", help="print the summary as JSON")
     load.set_defaults(handler=_cmd_loadtest)
+
+    mon = sub.add_parser("monitor", help="analyse a prediction log: drift, quality, alerts")
+    mon.add_argument("run", help="run folder or bundle folder of the model that served the log")
+    mon.add_argument("--log", required=True, help="the SQLite prediction log opsnb serve wrote")
+    mon.add_argument("--out", help="output folder (default: monitor/ beside the log)")
+    mon.add_argument("--window", default="500", help="rows per window, or a duration: 30s, 5min")
+    mon.set_defaults(handler=_cmd_monitor)
 
     stages = sub.add_parser("stages", help="list the stages in order")
     stages.set_defaults(handler=_cmd_stages)

@@ -113,7 +113,6 @@ STAGES: tuple[Stage, ...] = (
             "problem.json",
             "schema.json",
             "data/card.json",
-            "data/train.parquet",
             "data/test.parquet",
             "bundle/manifest.json",
             "bundle/model.so",

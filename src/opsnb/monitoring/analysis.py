@@ -223,14 +223,13 @@ def analyse_log(
         kept: list[np.ndarray] = []
         candidates: list[pd.DataFrame] = []
         bounds = np.full((n_windows, 2), np.nan)
-        matched = 0
         for chunk in logs.read_chunks(conn, bundle.schema, bundle.version, chunk_rows=chunk_rows):
             w = spec.index(chunk.offset, len(chunk), chunk.ts, first_ts)
             counts.add(w, np.column_stack([chunk.x, chunk.output]))
             second = checking.score_checker(bundle.checker, chunk.x)
             at = label_index.get_indexer(chunk.ids) if len(label_index) else np.full(len(w), -1)
-            matched += int((at >= 0).sum())
-            label = np.where(at >= 0, label_values[np.maximum(at, 0)], np.nan)
+            label = np.full(len(w), np.nan)
+            label[at >= 0] = label_values[at[at >= 0]]
             kept.append(np.column_stack([w, chunk.output, second, label]))
             candidates.append(_review_candidates(chunk, w, second, review_rows))
             lo = np.full(n_windows, np.inf)

@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression, Ridge
 
 from opsnb.errors import ConfigError
 
@@ -89,6 +88,9 @@ def fit_checker(
     Returns:
         The checker as a JSON-ready dict (see :func:`score_checker`).
     """
+    # only when building a bundle: the monitor scores with numpy alone
+    from sklearn.linear_model import LogisticRegression, Ridge  # noqa: PLC0415
+
     if len(trusted) < 20:
         raise ConfigError(
             f"the trusted holdout has {len(trusted)} rows; the checker needs >= 20 to calibrate"

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
+from scipy import stats
 
 MIN_CLASS_LABELS = 10
 """A window's realized AUC needs at least this many labels of each class."""
@@ -58,6 +58,16 @@ def estimate(scores: np.ndarray, p: np.ndarray) -> dict[str, float]:
     }
 
 
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (Mann–Whitney with midranks for ties)."""
+    positive = labels == 1
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if not n_pos or not n_neg:
+        return float("nan")
+    ranks = stats.rankdata(scores)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
 def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
     """Hanley & McNeil's standard error of an AUC from its class counts."""
     if positives < 1 or negatives < 1 or not np.isfinite(auc):
@@ -78,16 +88,16 @@ def realized(task: str, labels: np.ndarray, scores: np.ndarray) -> dict[str, flo
         return {
             "rmse": float(np.sqrt(np.mean((labels - scores) ** 2))),
             "mae": float(np.mean(np.abs(labels - scores))),
-            "r2": float(skm.r2_score(labels, scores)),
+            "r2": float(1 - np.sum((labels - scores) ** 2) / max(np.sum((labels - labels.mean()) ** 2), 1e-300)),
         }
     positives = int(labels.sum())
     negatives = n - positives
     enough = min(positives, negatives) >= MIN_CLASS_LABELS
-    auc = float(skm.roc_auc_score(labels, scores)) if enough else np.nan
+    area = auc(labels, scores) if enough else np.nan
     q = np.clip(scores, 1e-7, 1 - 1e-7)
     return {
-        "auc": auc,
-        "auc_se": auc_standard_error(auc, positives, negatives),
+        "auc": area,
+        "auc_se": auc_standard_error(area, positives, negatives),
         "accuracy": float(np.mean((scores >= 0.5) == (labels == 1))) if n else np.nan,
         "logloss": float(np.mean(-(labels * np.log(q) + (1 - labels) * np.log(1 - q))))
         if n

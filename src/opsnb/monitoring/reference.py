@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.isotonic import IsotonicRegression
 
 from opsnb.errors import ConfigError
 from opsnb.monitoring.checker import fit_checker
@@ -99,6 +98,8 @@ def calibration_map(scores: np.ndarray, labels: np.ndarray) -> dict[str, list[fl
     Fitted on the trusted holdout: the model's probabilities are only as good as its
     calibration, and CBPE's estimate is only as good as the probabilities it is given.
     """
+    from sklearn.isotonic import IsotonicRegression  # noqa: PLC0415 - only when building a bundle
+
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
     iso.fit(np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=np.float64))
     return {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,20 +70,45 @@ class Server:
         return float(match.group(1)) if match else float("nan")
 
 
-@contextmanager
-def running_server(
+@dataclass
+class Launch:
+    """An ``opsnb serve`` process started but perhaps not yet ready (see :func:`launch`)."""
+
+    process: subprocess.Popen[bytes]
+    port_file: Path
+    stderr: Path
+    started: float
+
+
+def launch(
     bundle: str | os.PathLike[str], log_path: str | os.PathLike[str], *extra: str
-) -> Iterator[Server]:
-    """Start ``opsnb serve`` for ``bundle`` logging to ``log_path``; stop it (SIGTERM) after."""
+) -> Launch:
+    """Start ``opsnb serve`` for ``bundle`` on a free port, logging to ``log_path`` (replaced).
+
+    Returns at once: the server loads, self-checks and warms its model while the caller
+    prepares the traffic; :func:`replay` (or :func:`running_server`) waits until it is ready.
+    """
+    log = Path(log_path)
+    for suffix in ("", "-wal", "-shm"):  # one replay, one log: never mix with an older one
+        Path(f"{log}{suffix}").unlink(missing_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="opsnb-replay-"))
     port_file, stderr = folder / "port", folder / "stderr.txt"
     args = [sys.executable, "-m", "opsnb.cli", "serve", os.fspath(bundle), "--port", "0",
-            "--port-file", os.fspath(port_file), "--log", os.fspath(log_path), *extra]  # fmt: skip
+            "--port-file", os.fspath(port_file), "--log", os.fspath(log), *extra]  # fmt: skip
     with open(stderr, "wb") as err:
         process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err)
-    server = None
+    return Launch(process, port_file, stderr, time.monotonic())
+
+
+@contextmanager
+def running_server(
+    bundle: str | os.PathLike[str] | Launch, log_path: str | os.PathLike[str] = "", *extra: str
+) -> Iterator[Server]:
+    """A ready ``opsnb serve`` (launched here, or the given :class:`Launch`); SIGTERM after."""
+    started = bundle if isinstance(bundle, Launch) else launch(bundle, log_path, *extra)
+    process, port_file, stderr = started.process, started.port_file, started.stderr
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
+        deadline = started.started + START_TIMEOUT_S
         while not port_file.is_file():
             _check_alive(process, stderr, deadline)
             time.sleep(0.02)
@@ -213,7 +239,7 @@ class _Connection:
 
 
 def replay(
-    bundle: str | os.PathLike[str],
+    bundle: str | os.PathLike[str] | Launch,
     stream: pd.DataFrame,
     schema: dict[str, Any],
     *,
@@ -229,10 +255,11 @@ def replay(
     """Send ``stream`` through a fresh ``opsnb serve`` of ``bundle``; see the module docstring.
 
     Args:
-        bundle: the run folder or bundle folder to serve.
+        bundle: the run folder or bundle folder to serve, or a server :func:`launch` started.
         stream: production rows (features, and the target column for labels).
         schema: the bundle's schema (feature names, target).
-        log_path: where the server logs (an existing file is replaced: one replay, one log).
+        log_path: where the server logs (replaced: one replay, one log); with a
+            :class:`Launch`, the log it was started with.
         label_share: share of rows whose label is posted to ``/feedback``.
         label_delay: a row's label is posted once this many later rows were answered.
         concurrency: connections sending at once.
@@ -244,8 +271,6 @@ def replay(
     if not 0.0 <= label_share <= 1.0:
         raise ConfigError(f"label_share must be within [0, 1], got {label_share}")
     log = Path(log_path)
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{log}{suffix}").unlink(missing_ok=True)
     bodies = records(stream.head(max_requests), schema)
     target = schema.get("target")
     labels = stream[target].to_numpy(np.float64) if target in stream else None
@@ -308,7 +333,9 @@ def replay(
 
     with running_server(bundle, log) as server:
         cpu0, t0 = server.cpu_seconds(), time.perf_counter()
-        count, truncated = asyncio.run(send(server.port))
+        # a thread of its own: Jupyter's kernel already runs an event loop in this one
+        with ThreadPoolExecutor(1) as pool:
+            count, truncated = pool.submit(asyncio.run, send(server.port)).result()
         wall = time.perf_counter() - t0
         cpu = server.cpu_seconds() - cpu0
         port = server.port
