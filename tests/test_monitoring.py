@@ -59,8 +59,9 @@ def bundle() -> Bundle:
         train, SCHEMA, p_train, trusted_scores=p_trusted, trusted_labels=labels_for(p_trusted, 3)
     )
     second = checker.fit_checker(
-        train, labels_for(p_train, 4), trusted, labels_for(p_trusted, 3), p_trusted, SCHEMA
-    )
+        train, labels_for(p_train, 4), trusted, labels_for(p_trusted, 3),
+        served_trusted=p_trusted, schema=SCHEMA,
+    )  # fmt: skip
     return Bundle(Path("."), SCHEMA, ref, second, "v1")
 
 
@@ -110,7 +111,8 @@ def test_a_shift_is_detected_in_its_window_and_only_on_its_feature(
     assert {a["subject"] for a in drifted} == {"x0", "colour"}  # unseen categories move PSI
     assert {a["window"] for a in drifted} == {4, 5, 6, 7}
     new = [a for a in result.alerts if a["kind"] == "new_category"]
-    assert {a["subject"] for a in new} == {"colour"} and min(a["window"] for a in new) == 4
+    assert {a["subject"] for a in new} == {"colour"}
+    assert min(a["window"] for a in new) == 4
     assert result.drifted_features() == ["x0", "colour"]
     heat = result.heatmap()
     assert heat.loc["x0", 5] > 0.1 > heat.loc["x1", 5]
@@ -176,8 +178,9 @@ def test_cbpe_tracks_realized_auc_on_calibrated_scores() -> None:
     # per window of 2,000 rows the estimate stays within sampling noise of the realized AUC
     window = np.repeat(np.arange(10), 2000)
     table = quality.quality_table(
-        "binary", window, p[:20_000], np.ones(20_000, bool), y[:20_000], 10, None
-    )
+        "binary", window=window, scores=p[:20_000], labelled=np.ones(20_000, bool),
+        labels=y[:20_000], windows=10, calibration=None,
+    )  # fmt: skip
     assert np.mean(np.abs(table["auc"] - table["estimated_auc"])) < 0.02
     assert quality.expected_auc(np.array([0.5]), np.array([0.5])) != quality.expected_auc(
         np.array([0.1, 0.9]), np.array([0.0, 1.0])
@@ -193,7 +196,8 @@ def test_a_poisoned_label_stream_opens_the_estimate_gap(bundle: Bundle, tmp_path
     write_log(tmp_path / "log.sqlite", x, labels=y)
     result = analyse_log(bundle, tmp_path / "log.sqlite", window=500, problem=PROBLEM)
     gaps = [a for a in result.alerts if a["kind"] == "estimate_gap"]
-    assert gaps and min(a["window"] for a in gaps) == 2
+    assert gaps
+    assert min(a["window"] for a in gaps) == 2
     assert all(a["action"] == alerts.SCREEN_LABELS for a in gaps)
     assert {a["kind"] for a in result.alerts if a["window"] == 0} <= {"checker"}
 
@@ -203,7 +207,9 @@ def test_the_checker_disagrees_more_under_drift_and_fills_the_review_queue(
 ) -> None:
     x = np.vstack([rows(1500, 80), rows(1500, 81, shift=2.5)])
     write_log(tmp_path / "log.sqlite", x)
-    result = analyse_log(bundle, tmp_path / "log.sqlite", window=500, problem=PROBLEM, review_rows=50)
+    result = analyse_log(
+        bundle, tmp_path / "log.sqlite", window=500, problem=PROBLEM, review_rows=50
+    )
     rate = result.checker["disagreement_rate"].to_numpy()
     assert rate[3:].min() > 2 * rate[:3].max()
     assert {a["window"] for a in result.alerts if a["kind"] == "checker"} >= {3, 4, 5}
@@ -230,9 +236,11 @@ def test_alert_records_carry_every_field_and_the_outputs_are_written(
     assert result.alerts
     for alert in result.alerts:
         assert tuple(alert) == alerts.FIELDS
-        assert alert["severity"] in ("low", "medium", "high") and alert["action"]
+        assert alert["severity"] in ("low", "medium", "high")
+        assert alert["action"]
     contract = [a for a in result.alerts if a["kind"] == "contract"]
-    assert contract[0]["subject"] == "colour" and contract[0]["window"] == 2
+    assert contract[0]["subject"] == "colour"
+    assert contract[0]["window"] == 2
     table = result.alert_table()
     assert {"kind", "subject", "first_window", "windows", "action"} <= set(table.columns)
     paths = write_outputs(result, tmp_path / "out")
@@ -259,7 +267,7 @@ def test_bad_logs_get_one_clear_message_each(bundle: Bundle, tmp_path: Path) -> 
     with pytest.raises(LogError, match="is empty"):
         analyse_log(bundle, tmp_path / "empty.sqlite")
     write_log(tmp_path / "v2.sqlite", rows(100, 1), version="v2")
-    with pytest.raises(LogError, match="holds no prediction of model version v1.*v2 \\(100 rows\\)"):
+    with pytest.raises(LogError, match=r"holds no prediction of model version v1.*v2 \(100 rows\)"):
         analyse_log(bundle, tmp_path / "v2.sqlite")
 
 
@@ -281,8 +289,10 @@ def test_shift_test_and_the_classic_psi() -> None:
     summary = {"kind": "numeric", **reference.numeric_summary(base)}
     same = drift.shift_test(summary, rng.normal(size=2000))
     moved = drift.shift_test(summary, rng.normal(0.8, 1, 2000))
-    assert same["p_value"] > 0.001 and same["psi_adjusted"] < 0.05
-    assert moved["p_value"] < 1e-10 and moved["psi"] > monitoring.PSI_MODERATE
+    assert same["p_value"] > 0.001
+    assert same["psi_adjusted"] < 0.05
+    assert moved["p_value"] < 1e-10
+    assert moved["psi"] > monitoring.PSI_MODERATE
     assert monitoring.psi(base, rng.normal(size=5000)) < 0.02
     codes = rng.choice([0.0, 1.0, 2.0], 5000, p=[0.6, 0.3, 0.1])
     assert monitoring.psi(codes, codes.copy(), categorical=True) < 1e-9
@@ -293,9 +303,13 @@ def test_shift_test_and_the_classic_psi() -> None:
     assert monitoring.psi(base, with_missing) > monitoring.PSI_MAJOR
     assert monitoring.psi(base, rng.normal(2, 1, 5000), bins=5) > monitoring.PSI_MAJOR
     table = monitoring.drift_table(
-        np.column_stack([base, base]), np.column_stack([base, base + 2]), ["s", "m"], ["numeric"] * 2
+        np.column_stack([base, base]),
+        np.column_stack([base, base + 2]),
+        ["s", "m"],
+        ["numeric"] * 2,
     )
-    assert list(table["feature"]) == ["m", "s"] and list(table["level"]) == ["major", "stable"]
+    assert list(table["feature"]) == ["m", "s"]
+    assert list(table["level"]) == ["major", "stable"]
 
 
 def test_reference_and_checker_refuse_what_does_not_fit(bundle: Bundle) -> None:
@@ -311,7 +325,14 @@ def test_reference_and_checker_refuse_what_does_not_fit(bundle: Bundle) -> None:
     with pytest.raises(ConfigError, match="fitted on features"):
         checker.check_checker(bundle.checker, other)
     with pytest.raises(ConfigError, match=">= 20 to calibrate"):
-        checker.fit_checker(rows(50, 1), np.ones(50), rows(5, 2), np.ones(5), np.ones(5), SCHEMA)
+        checker.fit_checker(
+            rows(50, 1),
+            np.ones(50),
+            rows(5, 2),
+            np.ones(5),
+            served_trusted=np.ones(5),
+            schema=SCHEMA,
+        )
 
 
 def test_a_regression_model_is_monitored_without_an_estimate(tmp_path: Path) -> None:
@@ -319,12 +340,15 @@ def test_a_regression_model_is_monitored_without_an_estimate(tmp_path: Path) -> 
     train, trusted = rows(3000, 1), rows(1000, 2)
     y_train, y_trusted = served(train) * 10, served(trusted) * 10
     ref = reference.build_reference(train, schema, y_train)
-    second = checker.fit_checker(train, y_train, trusted, y_trusted, y_trusted, schema)
+    second = checker.fit_checker(
+        train, y_train, trusted, y_trusted, served_trusted=y_trusted, schema=schema
+    )
     assert second["family"] == "ridge regression"
     regression = Bundle(Path("."), schema, ref, second, "v1")
     x = rows(1000, 3)
     write_log(tmp_path / "log.sqlite", x, labels=served(x) * 10)
     result = analyse_log(regression, tmp_path / "log.sqlite", window=500,
                          problem={"metric": "r2", "quality_floor": 0.3})  # fmt: skip
-    assert "estimated_auc" not in result.quality and result.quality["r2"].notna().all()
+    assert "estimated_auc" not in result.quality
+    assert result.quality["r2"].notna().all()
     assert [a for a in result.alerts if a["kind"] == "quality"]  # labels x10 the outputs

@@ -13,10 +13,10 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display needed; notebooks render the returned figure inline
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import numpy as np
+import pandas as pd
+from matplotlib.colors import LinearSegmentedColormap
+from matplotlib.figure import Figure
 
 ACCENT = "#c0392b"
 GREY = "#8c8c8c"
@@ -96,7 +96,9 @@ def quality_over_windows(quality: pd.DataFrame, metric: str, floor: float | None
     fig = Figure(figsize=(7.5, 3.6))
     ax = fig.subplots()
     w = quality["window"].to_numpy()
-    realized = quality[metric].to_numpy(dtype=float) if metric in quality else np.full(len(w), np.nan)
+    realized = (
+        quality[metric].to_numpy(dtype=float) if metric in quality else np.full(len(w), np.nan)
+    )
     estimated_col = f"estimated_{metric}"
     if estimated_col in quality:
         ax.plot(w, quality[estimated_col], "o--", color=GREY, label=f"estimated {metric} (CBPE)")
@@ -121,7 +123,9 @@ def quality_over_windows(quality: pd.DataFrame, metric: str, floor: float | None
 
 def alert_timeline(alerts: list[dict[str, Any]], windows: int) -> Figure:
     """Which alert fired in which window; high severity in the accent colour."""
-    fig = Figure(figsize=(7.5, 0.35 * max(len({(a["kind"], a["subject"]) for a in alerts}), 1) + 1.6))
+    fig = Figure(
+        figsize=(7.5, 0.35 * max(len({(a["kind"], a["subject"]) for a in alerts}), 1) + 1.6)
+    )
     ax = fig.subplots()
     rows = sorted({(a["kind"], a["subject"]) for a in alerts})
     for y, (kind, subject) in enumerate(rows):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,14 +60,14 @@ class Windows:
         """How many windows ``rows`` rows between the two timestamps fill."""
         if self.size is not None:
             return max(math.ceil(rows / self.size), 1)
-        assert self.seconds is not None  # noqa: S101 - parse sets one of the two
+        assert self.seconds is not None
         return int((last_ts - first_ts) // self.seconds) + 1
 
     def index(self, offset: int, n: int, ts: np.ndarray, first_ts: float) -> np.ndarray:
         """Window index of ``n`` rows starting at row ``offset`` with timestamps ``ts``."""
         if self.size is not None:
             return (offset + np.arange(n)) // self.size
-        assert self.seconds is not None  # noqa: S101
+        assert self.seconds is not None
         return ((ts - first_ts) // self.seconds).astype(np.int64)
 
     def describe(self) -> str:
@@ -218,26 +219,10 @@ def analyse_log(
         summaries = [*bundle.reference["features"], {"kind": "numeric", "name": "(prediction)",
                                                      **bundle.reference["prediction"]}]  # fmt: skip
         counts = DriftCounts(summaries, n_windows)
-        label_index = pd.Index(labels["request_id"])
-        label_values = labels["label"].to_numpy(np.float64)
-        kept: list[np.ndarray] = []
-        candidates: list[pd.DataFrame] = []
-        bounds = np.full((n_windows, 2), np.nan)
-        for chunk in logs.read_chunks(conn, bundle.schema, bundle.version, chunk_rows=chunk_rows):
-            w = spec.index(chunk.offset, len(chunk), chunk.ts, first_ts)
-            counts.add(w, np.column_stack([chunk.x, chunk.output]))
-            second = checking.score_checker(bundle.checker, chunk.x)
-            at = label_index.get_indexer(chunk.ids) if len(label_index) else np.full(len(w), -1)
-            label = np.full(len(w), np.nan)
-            label[at >= 0] = label_values[at[at >= 0]]
-            kept.append(np.column_stack([w, chunk.output, second, label]))
-            candidates.append(_review_candidates(chunk, w, second, review_rows))
-            lo = np.full(n_windows, np.inf)
-            hi = np.full(n_windows, -np.inf)
-            np.minimum.at(lo, w, chunk.ts)
-            np.maximum.at(hi, w, chunk.ts)
-            bounds[:, 0] = np.fmin(bounds[:, 0], np.where(np.isinf(lo), np.nan, lo))
-            bounds[:, 1] = np.fmax(bounds[:, 1], np.where(np.isinf(hi), np.nan, hi))
+        kept, candidates, bounds = _read(
+            conn, bundle, spec, counts, labels, first_ts=first_ts, review_rows=review_rows,
+            chunk_rows=chunk_rows,
+        )  # fmt: skip
     finally:
         conn.close()
     rows = np.vstack(kept)
@@ -277,22 +262,60 @@ def analyse_log(
     window_of = rows[:, 0].astype(np.int64)
     qual = quality.quality_table(
         task,
-        window_of,
-        rows[:, 1],
-        ~np.isnan(rows[:, 3]),
-        np.nan_to_num(rows[:, 3]),
-        n_windows,
-        bundle.reference.get("calibration"),
+        window=window_of,
+        scores=rows[:, 1],
+        labelled=~np.isnan(rows[:, 3]),
+        labels=np.nan_to_num(rows[:, 3]),
+        windows=n_windows,
+        calibration=bundle.reference.get("calibration"),
     )
     check = _checker_frame(bundle.checker, window_of, rows[:, 1], rows[:, 2], n_windows)
     live_counts = {s["name"]: c.sum(axis=0) for s, c in zip(summaries, counts.counts, strict=True)}
-    found = _alerts(drift, qual, check, limits, metric, floor, n_windows, len(summaries) - 1)
-    found += _refusal_alerts(refusals or {}, limits, spec)
+    found = alerting.drift_alerts(drift, limits, n_windows, len(summaries) - 1)
+    found += alerting.quality_alerts(qual, limits, metric, floor)
+    found += alerting.checker_alerts(check, limits, n_windows)
+    found += alerting.refusal_alerts(refusals or {}, limits, spec.size)
     found.sort(key=lambda a: (a["window"] if a["window"] is not None else -1, a["kind"]))
     return MonitorResult(
         task, metric, floor, windows, drift, qual, check, found, review, live_counts,
         bundle.reference, limits, notes,
     )  # fmt: skip
+
+
+def _read(
+    conn: sqlite3.Connection,
+    bundle: Bundle,
+    spec: Windows,
+    counts: DriftCounts,
+    labels: pd.DataFrame,
+    *,
+    first_ts: float,
+    review_rows: int,
+    chunk_rows: int,
+) -> tuple[list[np.ndarray], list[pd.DataFrame], np.ndarray]:
+    """One pass over the log: drift counts, (window, served, checker, label) rows, candidates."""
+    n_windows = counts.windows
+    label_index = pd.Index(labels["request_id"])
+    label_values = labels["label"].to_numpy(np.float64)
+    kept: list[np.ndarray] = []
+    candidates: list[pd.DataFrame] = []
+    bounds = np.full((n_windows, 2), np.nan)
+    for chunk in logs.read_chunks(conn, bundle.schema, bundle.version, chunk_rows=chunk_rows):
+        w = spec.index(chunk.offset, len(chunk), chunk.ts, first_ts)
+        counts.add(w, np.column_stack([chunk.x, chunk.output]))
+        second = checking.score_checker(bundle.checker, chunk.x)
+        at = label_index.get_indexer(chunk.ids) if len(label_index) else np.full(len(w), -1)
+        label = np.full(len(w), np.nan)
+        label[at >= 0] = label_values[at[at >= 0]]
+        kept.append(np.column_stack([w, chunk.output, second, label]))
+        candidates.append(_review_candidates(chunk, w, second, review_rows))
+        lo = np.full(n_windows, np.inf)
+        hi = np.full(n_windows, -np.inf)
+        np.minimum.at(lo, w, chunk.ts)
+        np.maximum.at(hi, w, chunk.ts)
+        bounds[:, 0] = np.fmin(bounds[:, 0], np.where(np.isinf(lo), np.nan, lo))
+        bounds[:, 1] = np.fmax(bounds[:, 1], np.where(np.isinf(hi), np.nan, hi))
+    return kept, candidates, bounds
 
 
 def _thresholds(problem: dict[str, Any] | None) -> alerting.Thresholds:
@@ -341,144 +364,6 @@ def _checker_frame(
     )
 
 
-def _alerts(
-    drift: pd.DataFrame,
-    qual: pd.DataFrame,
-    check: pd.DataFrame,
-    limits: alerting.Thresholds,
-    metric: str | None,
-    floor: float | None,
-    n_windows: int,
-    n_features: int,
-) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    cut = limits.alpha / max(n_windows * (n_features + 1), 1)
-    for r in drift.itertuples():
-        if not r.rows:
-            continue
-        w = int(r.window)
-        is_pred = r.feature == "(prediction)"
-        if r.psi_adjusted >= limits.psi and r.p_value < cut:
-            severity = "high" if r.psi_adjusted >= 2 * limits.psi else "medium"
-            found.append(
-                alerting.record(
-                    "prediction_drift" if is_pred else "drift", r.feature, w, "psi_adjusted",
-                    r.psi_adjusted, limits.psi,
-                    f"{r.feature}: PSI {r.psi:.3f} ({r.psi_adjusted:.3f} beyond sampling noise) "
-                    f"over {r.rows} rows, {r.test} p = {r.p_value:.2g} < {cut:.2g}",
-                    severity, alerting.INVESTIGATE, r.p_value,
-                )  # fmt: skip
-            )
-        delta = abs(r.missing_share - r.reference_missing)
-        if delta >= limits.missing_delta and r.missing_p_value < cut:
-            found.append(
-                alerting.record(
-                    "missing", r.feature, w, "missing_share", r.missing_share,
-                    r.reference_missing + limits.missing_delta,
-                    f"{r.feature}: {r.missing_share:.1%} missing against {r.reference_missing:.1%}"
-                    " in training", "medium", alerting.FIX_PRODUCER, r.missing_p_value,
-                )  # fmt: skip
-            )
-        if r.new_share >= limits.new_category_share and r.new_rows >= 5:
-            found.append(
-                alerting.record(
-                    "new_category", r.feature, w, "new_share", r.new_share,
-                    limits.new_category_share,
-                    f"{r.feature}: {int(r.new_rows)} rows ({r.new_share:.1%}) carry a category "
-                    "never seen in training", "high", alerting.FIX_PRODUCER,
-                )  # fmt: skip
-            )
-    found += _quality_alerts(qual, limits, metric, floor)
-    check_cut = limits.alpha / max(n_windows, 1)
-    for r in check.itertuples():
-        if r.rows and r.disagreement_rate >= limits.checker_ratio * max(r.baseline_rate, 1e-3):
-            if r.p_value < check_cut:
-                found.append(
-                    alerting.record(
-                        "checker", "disagreement_rate", int(r.window), "disagreement_rate",
-                        r.disagreement_rate, limits.checker_ratio * r.baseline_rate,
-                        f"the checker disagrees on {r.disagreement_rate:.1%} of {r.rows} rows "
-                        f"against {r.baseline_rate:.1%} on the trusted holdout",
-                        "medium", alerting.REVIEW, r.p_value,
-                    )  # fmt: skip
-                )
-    return found
-
-
-def _quality_alerts(
-    qual: pd.DataFrame,
-    limits: alerting.Thresholds,
-    metric: str | None,
-    floor: float | None,
-) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    if metric is None or metric not in qual:
-        return found
-    higher = metric in ("auc", "accuracy", "r2")
-    for r in qual.to_dict("records"):
-        w, value = int(r["window"]), r[metric]
-        se = r.get("auc_se", np.nan) if metric == "auc" else np.nan
-        margin = 1.645 * se if np.isfinite(se) else 0.0
-        if floor is not None and np.isfinite(value) and r["labels"] >= 30:
-            bad = value + margin < floor if higher else value - margin > floor
-            if bad:
-                found.append(
-                    alerting.record(
-                        "quality", metric, w, metric, value, floor,
-                        f"realized {metric} {value:.3f} over {r['labels']} labels is "
-                        f"{'below' if higher else 'above'} the floor {floor}"
-                        + (f" (± {margin:.3f} at 95 %)" if margin else ""),
-                        "high", alerting.ROLLBACK,
-                    )  # fmt: skip
-                )
-        estimated = r.get(f"estimated_{metric}", np.nan)
-        if floor is not None and np.isfinite(estimated) and r["labels"] < 30:
-            if (estimated < floor) if higher else (estimated > floor):
-                found.append(
-                    alerting.record(
-                        "estimated_quality", metric, w, f"estimated_{metric}", estimated, floor,
-                        f"estimated {metric} {estimated:.3f} (CBPE, before labels) is past the "
-                        f"floor {floor}", "medium", alerting.INVESTIGATE,
-                    )  # fmt: skip
-                )
-        if np.isfinite(value) and np.isfinite(estimated):
-            gap = value - estimated
-            noise = 2.576 * se if np.isfinite(se) else 0.0
-            if abs(gap) >= max(limits.gap, noise):
-                found.append(
-                    alerting.record(
-                        "estimate_gap", metric, w, f"realized - estimated {metric}", gap,
-                        max(limits.gap, noise),
-                        f"realized {metric} {value:.3f} against {estimated:.3f} expected from the "
-                        f"model's own confidence ({r['labels']} labels): the labels do not behave "
-                        "as the model's probabilities say", "high", alerting.SCREEN_LABELS,
-                    )  # fmt: skip
-                )
-    return found
-
-
-def _refusal_alerts(
-    refusals: dict[str, Any], limits: alerting.Thresholds, spec: Windows
-) -> list[dict[str, Any]]:
-    """Contract refusals the replay saw (never logged: the server refused them)."""
-    found = []
-    total = max(int(refusals.get("requests", 0)), 1)
-    for name, seen in refusals.get("fields", {}).items():
-        share = seen["count"] / total
-        if share >= limits.new_category_share:
-            found.append(
-                alerting.record(
-                    "contract", name,
-                    seen["first_index"] // spec.size if spec.size else None,
-                    "refused_share", share,
-                    limits.new_category_share,
-                    f"{seen['count']} requests refused on field {name!r} (e.g. "
-                    f"{seen['examples'][:2]}): {seen['reason']}", "high", alerting.FIX_PRODUCER,
-                )  # fmt: skip
-            )
-    return found
-
-
 def write_outputs(result: MonitorResult, out: str | os.PathLike[str]) -> dict[str, Path]:
     """Write ``drift.json``, ``quality.json``, ``alerts.json`` and ``review.parquet`` to ``out``."""
     folder = Path(out)
@@ -495,7 +380,7 @@ def write_outputs(result: MonitorResult, out: str | os.PathLike[str]) -> dict[st
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     clean = frame.astype(object).where(frame.notna(), None)
     return [
-        {k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()}
+        {str(k): (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()}
         for r in clean.to_dict("records")
     ]
 

@@ -69,9 +69,9 @@ def fit_checker(
     y_train: np.ndarray,
     trusted: np.ndarray,
     y_trusted: np.ndarray,
+    *,
     served_trusted: np.ndarray,
     schema: dict[str, Any],
-    *,
     strength: float = 1.0,
 ) -> dict[str, Any]:
     """Fit the checker on the training split, calibrate and set its threshold on trusted rows.

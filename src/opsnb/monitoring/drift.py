@@ -39,8 +39,10 @@ def _bin_index(summary: dict[str, Any], values: np.ndarray) -> np.ndarray:
     """Fine-bin index per value (numeric: grid bin; categorical: code; unseen: last code)."""
     ok = values[~np.isnan(values)]
     if summary["kind"] == "categorical":
-        return np.minimum(ok.astype(np.int64), len(summary["categories"]))
-    return np.searchsorted(np.asarray(summary["grid"]), ok, side="left")
+        codes: np.ndarray = np.minimum(ok.astype(np.int64), len(summary["categories"]))
+        return codes
+    index: np.ndarray = np.searchsorted(np.asarray(summary["grid"]), ok, side="left")
+    return index
 
 
 def _width(summary: dict[str, Any]) -> int:
@@ -140,7 +142,7 @@ def shift_test(summary: dict[str, Any], values: np.ndarray) -> dict[str, Any]:
     column = np.asarray(values, dtype=np.float64)[:, None]
     counts.add(np.zeros(len(column), np.int64), column)
     row = feature_stats(summary, counts.counts[0], counts.missing[:, 0]).iloc[0]
-    return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+    return {str(k): (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
 
 
 def psi(

@@ -63,7 +63,7 @@ def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
             f"{', '.join(sorted(tables)) or 'none'}); pass the file 'opsnb serve --log' wrote"
         )
     have = {r[1] for r in conn.execute("PRAGMA table_info(predictions)")}
-    if not _COLUMNS <= have:
+    if not have >= _COLUMNS:
         conn.close()
         raise LogError(
             f"{file}: table 'predictions' lacks column(s) {', '.join(sorted(_COLUMNS - have))}; "

@@ -52,9 +52,7 @@ def estimate(scores: np.ndarray, p: np.ndarray) -> dict[str, float]:
     return {
         "auc": expected_auc(scores, p),
         "accuracy": float(np.mean(np.where(scores >= 0.5, p, 1 - p))) if len(p) else np.nan,
-        "logloss": float(np.mean(-(p * np.log(q) + (1 - p) * np.log(1 - q))))
-        if len(p)
-        else np.nan,
+        "logloss": float(np.mean(-(p * np.log(q) + (1 - p) * np.log(1 - q)))) if len(p) else np.nan,
     }
 
 
@@ -73,9 +71,9 @@ def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
     if positives < 1 or negatives < 1 or not np.isfinite(auc):
         return float("nan")
     q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
-    var = (
-        auc * (1 - auc) + (positives - 1) * (q1 - auc**2) + (negatives - 1) * (q2 - auc**2)
-    ) / (positives * negatives)
+    var = (auc * (1 - auc) + (positives - 1) * (q1 - auc**2) + (negatives - 1) * (q2 - auc**2)) / (
+        positives * negatives
+    )
     return float(np.sqrt(max(var, 0.0)))
 
 
@@ -88,7 +86,11 @@ def realized(task: str, labels: np.ndarray, scores: np.ndarray) -> dict[str, flo
         return {
             "rmse": float(np.sqrt(np.mean((labels - scores) ** 2))),
             "mae": float(np.mean(np.abs(labels - scores))),
-            "r2": float(1 - np.sum((labels - scores) ** 2) / max(np.sum((labels - labels.mean()) ** 2), 1e-300)),
+            "r2": float(
+                1
+                - np.sum((labels - scores) ** 2)
+                / max(np.sum((labels - labels.mean()) ** 2), 1e-300)
+            ),
         }
     positives = int(labels.sum())
     negatives = n - positives
@@ -109,6 +111,7 @@ def realized(task: str, labels: np.ndarray, scores: np.ndarray) -> dict[str, flo
 
 def quality_table(
     task: str,
+    *,
     window: np.ndarray,
     scores: np.ndarray,
     labelled: np.ndarray,

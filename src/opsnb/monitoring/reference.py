@@ -185,5 +185,7 @@ def monitor_files(
     reference = build_reference(
         x_train, schema, served_train, trusted_scores=served_trusted, trusted_labels=y_trusted
     )
-    second = fit_checker(x_train, y_train, x_trusted, y_trusted, served_trusted, schema)
+    second = fit_checker(
+        x_train, y_train, x_trusted, y_trusted, served_trusted=served_trusted, schema=schema
+    )
     return {"reference.json": reference, "checker.json": second}

@@ -80,9 +80,7 @@ class Launch:
     started: float
 
 
-def launch(
-    bundle: str | os.PathLike[str], log_path: str | os.PathLike[str], *extra: str
-) -> Launch:
+def launch(bundle: str | os.PathLike[str], log_path: str | os.PathLike[str], *extra: str) -> Launch:
     """Start ``opsnb serve`` for ``bundle`` on a free port, logging to ``log_path`` (replaced).
 
     Returns at once: the server loads, self-checks and warms its model while the caller
@@ -207,12 +205,13 @@ class _Connection:
         for attempt in (0, 1):  # a keep-alive connection the server closed: reconnect once
             try:
                 if self.writer is None or self.reader is None:
-                    self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-                self.writer.write(
-                    f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n"
-                    f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
-                    .encode() + body
+                    opened = await asyncio.open_connection("127.0.0.1", self.port)
+                    self.reader, self.writer = opened
+                request = (
+                    f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: "
+                    f"application/json\r\ncontent-length: {len(body)}\r\n\r\n"
                 )
+                self.writer.write(request.encode() + body)
                 head = await self.reader.readuntil(b"\r\n\r\n")
                 lines = head.decode("latin-1").split("\r\n")
                 length, close = 0, False
@@ -238,7 +237,7 @@ class _Connection:
         self.reader = self.writer = None
 
 
-def replay(
+def replay(  # noqa: PLR0915 - the request handlers are closures over the replay's state
     bundle: str | os.PathLike[str] | Launch,
     stream: pd.DataFrame,
     schema: dict[str, Any],
@@ -305,7 +304,7 @@ def replay(
             if kind == "predict":
                 predicted(i, *await conn.post("/predict", bodies[i]), started)
             else:
-                assert labels is not None  # noqa: S101 - only queued with labels
+                assert labels is not None
                 body = orjson.dumps({"request_id": ids[i], "label": float(labels[i])})
                 status, _ = await conn.post("/feedback", body)
                 label_statuses[status] = label_statuses.get(status, 0) + 1
