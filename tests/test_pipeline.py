@@ -9,7 +9,7 @@ import pytest
 from opsnb import config, pipeline
 from opsnb.artifacts import RunManifest
 from opsnb.errors import ConfigError, StageError
-from tests.conftest import SMALL
+from tests.support import SMALL
 
 
 def test_a_parameter_goes_to_every_stage_that_declares_it() -> None:

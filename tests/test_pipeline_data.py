@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import census_rows, manifest_of, opsnb_cli, write_census
 from opsnb import config
 from opsnb.artifacts import read_json, sha256_file
+from tests.support import census_rows, manifest_of, opsnb_cli, write_census
 
 pytestmark = pytest.mark.slow
 FAST = ["-p", "max_depth", "[3]", "-p", "max_rounds", "80"]

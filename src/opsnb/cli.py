@@ -17,7 +17,7 @@ from tqdm import tqdm
 from opsnb import config, hygiene, pipeline, predictor
 from opsnb.artifacts import atomic_open, write_json
 from opsnb.errors import ConfigError, OpsnbError
-from opsnb.serving import ServeOptions, loadtest, reload, serve
+from opsnb.serving import ServeOptions, reload, serve
 from opsnb.stages import STAGES, Stage
 
 
@@ -107,10 +107,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise ConfigError(f"{run_dir} has no bundle/manifest.json; run the pipeline first")
     import pandas as pd  # noqa: PLC0415 - bench pulls in every engine; load it only here
 
-    from opsnb import bench  # noqa: PLC0415
+    from opsnb.bench import engines  # noqa: PLC0415
 
     has_run = (run_dir / "bundle" / "manifest.json").is_file()
-    result = bench.run_bench(run_dir=run_dir if has_run else None, quick=args.quick,
+    if not has_run and args.no_large:
+        raise ConfigError(
+            f"nothing to measure: no run with a bundle under {run_dir} and --no-large; "
+            "name a run folder or drop --no-large"
+        )
+    result = engines.run_bench(run_dir=run_dir if has_run else None, quick=args.quick,
                              large=not args.no_large)  # fmt: skip
     with pd.option_context("display.width", 250, "display.max_columns", 20):
         print("median microseconds per row (lower is better)")
@@ -157,8 +162,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_loadtest(args: argparse.Namespace) -> int:
-    bodies = loadtest.bodies_from_run(args.run)
-    result = loadtest.run_load(
+    from opsnb.bench import load  # noqa: PLC0415 - a client: the server's stack is not needed
+
+    load.check_loopback(args.url)  # before reading any data
+    bodies = load.bodies_from_run(args.run)
+    result = load.run_load(
         args.url,
         bodies,
         requests=args.requests,
@@ -168,7 +176,7 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
     )
     summary = result.summary()
     if args.json:
-        print(orjson.dumps(summary).decode())
+        print(orjson.dumps(summary, option=orjson.OPT_NON_STR_KEYS).decode())
         return 0
     print(
         f"{summary['requests']} requests at concurrency {args.concurrency} in "

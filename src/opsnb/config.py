@@ -44,3 +44,8 @@ def resolve_run_dir(run_dir: str | os.PathLike[str]) -> Path:
     if text and os.sep not in text and "/" not in text:
         return runs_root() / text
     return Path(text).expanduser().resolve()
+
+
+def receipt_path(run_dir: Path, stage: str) -> Path:
+    """Where a stage's kernel proves to the runner that its final cell ran (read, then removed)."""
+    return run_dir / ".receipts" / f"{stage}.json"

@@ -7,6 +7,10 @@ input hashes, opsnb's own code) matches a successful earlier execution, and othe
 the notebook. A failed stage marks the run failed, keeps the executed notebook with its
 traceback, moves partial outputs to ``failed/<stage>/`` and stops; ``runs/latest`` only ever
 points at a run whose every stage succeeded.
+
+The runner alone writes the manifest record of a stage it executes. The kernel it starts
+recognises that (:func:`executing`), seals the stage's outputs, and proves its final cell ran
+by leaving a receipt (:func:`write_receipt`) that the runner takes into the record.
 """
 
 from __future__ import annotations
@@ -22,26 +26,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import nbformat
 import papermill
 
 from opsnb import config
-from opsnb.artifacts import (
-    RunManifest,
-    now_iso,
-    sha256_file,
-    sha256_json,
-)
+from opsnb.artifacts import RunManifest, now_iso, read_json, sha256_file, sha256_json, write_json
 from opsnb.errors import ArtifactError, ConfigError, StageError
 from opsnb.kernels import ensure_kernel
-from opsnb.stages import STAGES, Stage, StageContext, stage_by_name
+from opsnb.stages import STAGES, Stage, stage_by_name
 
 log = logging.getLogger(__name__)
-
-PIPELINE_ENV = "OPSNB_PIPELINE"
-"""Set in a stage kernel's environment while the runner executes it."""
 
 RESERVED_PARAMETERS = frozenset({"run_dir"})
 
@@ -315,8 +311,34 @@ def _start(
         "inputs": inputs,
         "fingerprint": fp,
         "notebook": f"notebooks/{stage.notebook}",
+        "runner_pid": os.getpid(),  # the kernel's parent: how it knows the runner keeps this
     }
     manifest.save()
+
+
+def executing(manifest: RunManifest, stage: Stage) -> bool:
+    """True in the kernel this runner started for ``stage`` (the runner keeps its record).
+
+    The runner records its process id in the stage's record before it starts the kernel, and
+    the kernel is the runner's child; a notebook opened by hand has another parent.
+    """
+    record = manifest.stages.get(stage.name, {})
+    return record.get("status") == "running" and record.get("runner_pid") == os.getppid()
+
+
+def write_receipt(run_dir: Path, stage: Stage, done: dict[str, Any]) -> None:
+    """From a kernel under the runner: the stage's final cell ran, with these measurements."""
+    write_json(config.receipt_path(run_dir, stage.name), done)
+
+
+def _take_receipt(run_dir: Path, stage: Stage) -> dict[str, Any] | None:
+    """The kernel's receipt for ``stage`` (removed as it is read), or None if it left none."""
+    path = config.receipt_path(run_dir, stage.name)
+    if not path.is_file():
+        return None
+    done: dict[str, Any] = read_json(path)
+    path.unlink()
+    return done
 
 
 def _execute(stage: Stage, params: dict[str, Any], folder: Path, kernel: str) -> StageOutcome:
@@ -325,7 +347,7 @@ def _execute(stage: Stage, params: dict[str, Any], folder: Path, kernel: str) ->
     executed.parent.mkdir(parents=True, exist_ok=True)
     t0, cpu0 = time.perf_counter(), _children_cpu()
     error: BaseException | None = None
-    os.environ[PIPELINE_ENV] = "1"
+    config.receipt_path(folder, stage.name).unlink(missing_ok=True)
     try:
         papermill.execute_notebook(
             str(notebook_path(stage)),
@@ -338,23 +360,23 @@ def _execute(stage: Stage, params: dict[str, Any], folder: Path, kernel: str) ->
         )
     except Exception as exc:  # papermill raises its own errors and the kernel's
         error = exc
-    finally:
-        del os.environ[PIPELINE_ENV]
     wall = time.perf_counter() - t0
+    done = _take_receipt(folder, stage)
     manifest = RunManifest.load(folder)
     record = manifest.stages[stage.name]
     record.update(wall_s=round(wall, 3), cpu_s=round(_children_cpu() - cpu0, 3))
-    if error is None and record.get("status") != "succeeded":
+    if error is None and done is None:
         error = StageError(
             "the notebook ended before its final cell (stage.finish()) ran", stage=stage.name
         )
     if error is not None:
         _fail(stage, manifest, error)
+    record.update(status="succeeded", **(done or {}))
     manifest.save()
     return StageOutcome(stage.name, "executed", wall)
 
 
-def _fail(stage: Stage, manifest: RunManifest, error: BaseException) -> None:
+def _fail(stage: Stage, manifest: RunManifest, error: BaseException) -> NoReturn:
     """Mark the stage and run failed, set partial outputs aside, raise a StageError."""
     for relpath in manifest.unseal_stage(stage.name):
         _set_aside(manifest.run_dir, relpath, stage)
@@ -388,23 +410,3 @@ def _error_summary(error: BaseException) -> str:
     if ename:
         return f"{ename}: {evalue}"
     return f"{type(error).__name__}: {error}"
-
-
-def open_stage(name: str, run_dir: str | os.PathLike[str] = config.LAB_RUN) -> StageContext:
-    """Open stage ``name`` in ``run_dir`` for a notebook and return its context.
-
-    Under the runner the inputs must already be sealed. Opened by hand (JupyterLab), a stage
-    whose inputs are missing first runs the earlier stages with their defaults into the same
-    folder, so every notebook runs on its own.
-    """
-    stage = stage_by_name(name)
-    folder = config.resolve_run_dir(run_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    if not os.environ.get(PIPELINE_ENV):
-        manifest = RunManifest.load(folder)
-        if not _all_verify(manifest, stage.consumes):
-            index = [s.name for s in STAGES].index(name)
-            if index > 0:
-                log.warning("inputs of '%s' missing in %s: running earlier stages", name, folder)
-                run(run_dir=folder, until=STAGES[index - 1].name)
-    return StageContext(stage, folder)

@@ -1,4 +1,4 @@
-"""``opsnb bench``: how fast the compiled predictor is, against the alternatives, in one run.
+"""The engine benchmark (``opsnb bench``): the compiled predictor against the alternatives.
 
 For a model and its bundle, each engine scores batches of 1 to 32,768 rows with 1 and 2 threads:
 opsnb's predictor, XGBoost ``inplace_predict``, XGBoost ``predict`` with a DMatrix, ONNX Runtime
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -146,7 +147,8 @@ def _engines(
     names, types = validation.feature_names(schema), validation.feature_types(schema)
     compiled = predictor.load_bundle(bundle, threads=threads)
     booster.set_param({"nthread": threads})
-    lib = tl2cgen.Predictor(str(private_copy(bundle / "model.so")), nthread=threads)
+    library = private_copy(bundle / "model.so", prefix="opsnb-bench-")
+    lib = tl2cgen.Predictor(str(library), nthread=threads)
     engines: dict[str, Engine] = {
         OPSNB: compiled.predict,
         XGB_INPLACE: booster.inplace_predict,
@@ -165,7 +167,8 @@ def _engines(
         engines[ONNX] = _onnx_engine(booster, len(names), threads)
     except Exception as exc:  # not installed, or the model has splits ONNX cannot express
         skipped[ONNX] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-    return engines, [compiled.close]
+    # The loaded code stays mapped once its file is gone: remove the private copy at the end.
+    return engines, [compiled.close, lambda: shutil.rmtree(library.parent, ignore_errors=True)]
 
 
 def _c_loop(
@@ -175,7 +178,8 @@ def _c_loop(
     with tempfile.TemporaryDirectory(prefix="opsnb-bench-") as tmp:
         folder = Path(tmp)
         (folder / "c_loop.c").write_text(csource.C_LOOP_SOURCE)
-        lib = private_copy(bundle / "model.so")
+        lib = folder / "model.so"  # run in a child process: a plain copy, gone with the folder
+        shutil.copyfile(bundle / "model.so", lib)
         subprocess.run(
             [
                 "gcc",
@@ -360,18 +364,20 @@ def run_bench(
         model_path, schema_path, rows = large_model(
             cache.parent / "bench", trees=trees, depth=depth, rows=n
         )
-        bundle = Path(tempfile.mkdtemp(prefix="opsnb-bench-bundle-"))
-        compiler.compile_bundle(
-            model_path, bundle, schema_path=schema_path, sample=rows[:2000], cache_dir=cache
-        )
-        bench_model(
-            f"large {trees}x{depth}",
-            model_path,
-            bundle,
-            rows,
-            batches=batches,
-            threads=threads,
-            budget_s=budget,
-            result=result,
-        )
+        # The compiled library is cached by model hash; the bundle around it is scratch.
+        with tempfile.TemporaryDirectory(prefix="opsnb-bench-bundle-") as tmp:
+            bundle = Path(tmp) / "bundle"
+            compiler.compile_bundle(
+                model_path, bundle, schema_path=schema_path, sample=rows[:2000], cache_dir=cache
+            )
+            bench_model(
+                f"large {trees}x{depth}",
+                model_path,
+                bundle,
+                rows,
+                batches=batches,
+                threads=threads,
+                budget_s=budget,
+                result=result,
+            )
     return result
