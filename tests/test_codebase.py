@@ -44,4 +44,4 @@ def test_the_layer_contracts_hold_and_can_fail(tmp_path: Path) -> None:
     broken = _lint_imports(tmp_path)
     assert broken.returncode != 0
     assert "Monitoring reads predictions, never trains or compiles BROKEN" in broken.stdout
-    assert "opsnb.monitoring -> opsnb.training" in broken.stdout
+    assert "opsnb.monitoring.drift -> opsnb.training" in broken.stdout
