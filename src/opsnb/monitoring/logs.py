@@ -113,12 +113,12 @@ def encode(records: list[dict[str, Any]], schema: dict[str, Any]) -> np.ndarray:
         name = feature["name"]
         values = [r.get(name) for r in records]
         if feature["kind"] == "categorical":
-            series = pd.Series(values, dtype=object)
-            codes = pd.Index(feature["categories"]).get_indexer(series.astype("string"))
-            column = codes.astype(np.float64)
-            column[codes < 0] = len(feature["categories"])  # a category never seen in training
-            column[series.isna().to_numpy()] = np.nan
-            x[:, j] = column
+            # one dict lookup per value: a known category -> its code, null -> NaN, any other
+            # value (a category never seen in training) -> the extra code len(categories)
+            codes: dict[Any, float] = {c: float(i) for i, c in enumerate(feature["categories"])}
+            codes[None] = np.nan
+            unseen = float(len(feature["categories"]))
+            x[:, j] = np.array([codes.get(v, unseen) for v in values], dtype=np.float64)
         else:
             x[:, j] = np.array(values, dtype=np.float64)
     return x
