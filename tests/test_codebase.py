@@ -45,3 +45,16 @@ def test_the_layer_contracts_hold_and_can_fail(tmp_path: Path) -> None:
     assert broken.returncode != 0
     assert "Monitoring reads predictions, never trains or compiles BROKEN" in broken.stdout
     assert "opsnb.monitoring.drift -> opsnb.training" in broken.stdout
+
+
+def test_test_helpers_are_imported_one_way() -> None:
+    helpers = {p.stem for p in (PROJECT / "tests").glob("*.py") if not p.stem.startswith("test_")}
+    pattern = re.compile(rf"^\s*(?:from|import) ({'|'.join(sorted(helpers))})\b", flags=re.M)
+    other = {
+        path.name: pattern.findall(path.read_text())
+        for path in sorted((PROJECT / "tests").glob("*.py"))
+        if pattern.search(path.read_text())
+    }
+    assert other == {}, "import test helpers as 'from tests.<module> import ...'"
+    conftest = re.compile(r"^\s*(?:from|import) (?:tests\.)?conftest\b", flags=re.M)
+    assert not [p.name for p in (PROJECT / "tests").glob("*.py") if conftest.search(p.read_text())]

@@ -30,6 +30,9 @@ def test_every_stage_succeeded_and_every_artifact_verifies(completed_run: Path) 
             assert manifest.verify(relpath)
         assert (completed_run / "notebooks" / stage.notebook).is_file()
     assert manifest.stages["dataset"]["params"]["n_rows"] == SMALL["n_rows"]
+    # the runner alone wrote the records: every kernel's receipt was taken into its record
+    assert list((completed_run / ".receipts").iterdir()) == []
+    assert set(manifest.stages["prepare"]["outside"]) == {"frozen contract"}
     latest = (completed_run.parent / "latest").resolve()  # other tests may have run since
     assert manifest_of(latest).data["status"] == "succeeded"
 

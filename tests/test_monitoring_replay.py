@@ -11,7 +11,7 @@ import pytest
 from opsnb import datasets, monitoring
 from opsnb.artifacts import read_json
 from opsnb.monitoring import replay
-from tests.conftest import opsnb_cli
+from tests.support import opsnb_cli
 
 pytestmark = pytest.mark.slow
 

@@ -102,7 +102,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     # Idle OpenMP threads of one engine must not spin against the next one's: set before any
     # engine (XGBoost, ONNX Runtime, TL2cgen) loads its OpenMP runtime.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    run_dir = Path(args.run_dir) if args.run_dir else config.runs_root() / "latest"
+    run_dir = Path(args.run_dir) if args.run_dir else config.latest_run()
     if args.run_dir and not (run_dir / "bundle" / "manifest.json").is_file():
         raise ConfigError(f"{run_dir} has no bundle/manifest.json; run the pipeline first")
     import pandas as pd  # noqa: PLC0415 - bench pulls in every engine; load it only here
@@ -274,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     notebooks.add_argument("paths", nargs="*", help="notebooks (default: notebooks/*.ipynb)")
     notebooks.add_argument(
         "--from-run",
-        default=str(config.runs_root() / "latest"),
+        default=str(config.latest_run()),
         help="with adopt: the run whose executed notebooks to copy from",
     )
     notebooks.set_defaults(handler=_cmd_notebooks)
@@ -310,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
 
     load = sub.add_parser("loadtest", help="load a local prediction service and time it")
     load.add_argument("url", help="http://127.0.0.1:PORT/predict (loopback only)")
-    load.add_argument("--run", default=str(config.runs_root() / "latest"),
+    load.add_argument("--run", default=str(config.latest_run()),
                       help="run whose test split supplies the bodies")  # fmt: skip
     load.add_argument("-n", "--requests", type=int, default=2000)
     load.add_argument("-c", "--concurrency", type=int, default=8)

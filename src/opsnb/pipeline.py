@@ -28,18 +28,16 @@ from functools import cache
 from pathlib import Path
 from typing import Any, NoReturn
 
-import nbformat
 import papermill
 
 from opsnb import config
 from opsnb.artifacts import RunManifest, now_iso, read_json, sha256_file, sha256_json, write_json
 from opsnb.errors import ArtifactError, ConfigError, StageError
 from opsnb.kernels import ensure_kernel
-from opsnb.stages import STAGES, Stage, stage_by_name
+from opsnb.parameters import notebook_path, route_parameters
+from opsnb.stages import FROZEN_CONTRACT, STAGES, Stage, stage_by_name
 
 log = logging.getLogger(__name__)
-
-RESERVED_PARAMETERS = frozenset({"run_dir"})
 
 
 @dataclass
@@ -66,52 +64,6 @@ class RunResult:
         return RunManifest.load(self.run_dir)
 
 
-# -- parameters ------------------------------------------------------------------------------
-def notebook_path(stage: Stage) -> Path:
-    """Return the source notebook of ``stage``."""
-    return config.notebooks_dir() / stage.notebook
-
-
-def declared_parameters(stage: Stage) -> dict[str, Any]:
-    """Return the parameters declared in the stage notebook's ``parameters`` cell, by name.
-
-    Raises:
-        StageError: the notebook is missing or does not have exactly one ``parameters`` cell.
-    """
-    path = notebook_path(stage)
-    if not path.is_file():
-        raise StageError(f"stage '{stage.name}': notebook {path} does not exist", stage=stage.name)
-    cells = nbformat.read(path, as_version=4).cells  # type: ignore[no-untyped-call]
-    tagged = sum("parameters" in c.get("metadata", {}).get("tags", []) for c in cells)
-    if tagged != 1:
-        raise StageError(
-            f"stage '{stage.name}': {path.name} has {tagged} cells tagged 'parameters'; "
-            "papermill needs exactly one (View > Cell Toolbar > Tags in Jupyter)",
-            stage=stage.name,
-        )
-    return dict(papermill.inspect_notebook(str(path)))
-
-
-def route_parameters(
-    params: Mapping[str, Any], stages: tuple[Stage, ...] = STAGES
-) -> dict[str, dict[str, Any]]:
-    """Give each stage the parameters its notebook declares; refuse names that no stage declares."""
-    declared = {s.name: declared_parameters(s) for s in stages}
-    reserved = sorted(RESERVED_PARAMETERS & params.keys())
-    if reserved:
-        raise ConfigError(f"parameter {reserved[0]!r} is set by the runner and cannot be given")
-    known = set().union(*declared.values()) - RESERVED_PARAMETERS
-    unknown = sorted(params.keys() - known)
-    if unknown:
-        raise ConfigError(
-            f"no stage declares the parameter(s) {', '.join(map(repr, unknown))}; "
-            f"declared parameters: {', '.join(sorted(known))}"
-        )
-    return {
-        name: {k: v for k, v in params.items() if k in names} for name, names in declared.items()
-    }
-
-
 # -- fingerprints and reuse ------------------------------------------------------------------
 @cache
 def code_hash() -> str:
@@ -122,7 +74,12 @@ def code_hash() -> str:
     )
 
 
-def fingerprint(stage: Stage, params: Mapping[str, Any], inputs: Mapping[str, str]) -> str:
+def fingerprint(
+    stage: Stage,
+    params: Mapping[str, Any],
+    inputs: Mapping[str, str],
+    outside: Mapping[str, str] | None = None,
+) -> str:
     """Return the hash that decides whether ``stage`` must run again."""
     return sha256_json(
         {
@@ -130,9 +87,24 @@ def fingerprint(stage: Stage, params: Mapping[str, Any], inputs: Mapping[str, st
             "notebook": sha256_file(notebook_path(stage)),
             "params": dict(params),
             "inputs": dict(inputs),
+            "outside": dict(outside or {}),
             "code": code_hash(),
         }
     )
+
+
+def _contract_of(folder: Path) -> Path:
+    return config.contract_path(read_json(folder / "data/card.json")["key"])
+
+
+OUTSIDE: dict[str, Callable[[Path], Path]] = {FROZEN_CONTRACT: _contract_of}
+"""Where each named input from outside the run folder is, given the run folder."""
+
+
+def outside_inputs(stage: Stage, folder: Path) -> dict[str, str]:
+    """The SHA-256 of each input ``stage`` reads from outside its run folder (or ``absent``)."""
+    paths = {name: OUTSIDE[name](folder) for name in stage.outside}
+    return {name: sha256_file(p) if p.is_file() else "absent" for name, p in paths.items()}
 
 
 def _all_verify(manifest: RunManifest, relpaths: tuple[str, ...]) -> bool:
@@ -199,7 +171,7 @@ def _children_cpu() -> float:
 
 def update_latest(run_dir: Path) -> None:
     """Point ``runs/latest`` at ``run_dir`` atomically (a relative symlink)."""
-    link = run_dir.parent / "latest"
+    link = run_dir.parent / config.LATEST
     tmp = run_dir.parent / f".latest.{secrets.token_hex(4)}"
     tmp.symlink_to(run_dir.name)
     os.replace(tmp, link)
@@ -271,7 +243,7 @@ def _run_stage(
             f"stage '{stage.name}' cannot start: {exc}", stage=stage.name, run_id=folder.name
         ) from exc
     inputs = {rel: manifest.artifacts[rel]["sha256"] for rel in stage.consumes}
-    fp = fingerprint(stage, params, inputs)
+    fp = fingerprint(stage, params, inputs, outside_inputs(stage, folder))
     if not force and _succeeded_with(manifest, stage, fp):
         return StageOutcome(stage.name, "unchanged", time.perf_counter() - t0)
     if not force and (source := _find_reusable(stage, fp, folder)) is not None:
@@ -280,7 +252,27 @@ def _run_stage(
             stage.name, "reused", time.perf_counter() - t0, f"from run {source.run_dir.name}"
         )
     _start(stage, params, inputs, fp, folder)
-    return _execute(stage, params, folder, kernel)
+    outcome = _execute(stage, params, folder, kernel)
+    if stage.outside:
+        _settle_outside(stage, params, inputs, folder)
+    return outcome
+
+
+def _settle_outside(
+    stage: Stage, params: dict[str, Any], inputs: dict[str, str], folder: Path
+) -> None:
+    """Fingerprint the inputs from outside the run folder as the stage left them.
+
+    A stage may create such an input (the first prepare of a data set freezes its contract);
+    its outputs agree with it, so the next run with that contract is unchanged, and a contract
+    changed after that is not.
+    """
+    manifest = RunManifest.load(folder)
+    outside = outside_inputs(stage, folder)
+    manifest.stages[stage.name].update(
+        outside=outside, fingerprint=fingerprint(stage, params, inputs, outside)
+    )
+    manifest.save()
 
 
 def _reuse(stage: Stage, source: RunManifest, manifest: RunManifest) -> None:
@@ -288,9 +280,9 @@ def _reuse(stage: Stage, source: RunManifest, manifest: RunManifest) -> None:
     for relpath in stage.produces:
         _copy(source.run_dir / relpath, manifest.run_dir / relpath)
         manifest.seal(relpath, stage=stage.name)
-    executed = source.run_dir / "notebooks" / stage.notebook
+    executed = config.executed_notebooks_dir(source.run_dir) / stage.notebook
     if executed.is_file():
-        _copy(executed, manifest.run_dir / "notebooks" / stage.notebook)
+        _copy(executed, config.executed_notebooks_dir(manifest.run_dir) / stage.notebook)
     manifest.stages[stage.name] = {
         **source.stages[stage.name],
         "reused_from": source.run_dir.name,
@@ -310,7 +302,7 @@ def _start(
         "params": params,
         "inputs": inputs,
         "fingerprint": fp,
-        "notebook": f"notebooks/{stage.notebook}",
+        "notebook": str(config.executed_notebooks_dir(Path()) / stage.notebook),
         "runner_pid": os.getpid(),  # the kernel's parent: how it knows the runner keeps this
     }
     manifest.save()
@@ -343,7 +335,7 @@ def _take_receipt(run_dir: Path, stage: Stage) -> dict[str, Any] | None:
 
 def _execute(stage: Stage, params: dict[str, Any], folder: Path, kernel: str) -> StageOutcome:
     """Execute the stage notebook with papermill; record timings; fail loudly."""
-    executed = folder / "notebooks" / stage.notebook
+    executed = config.executed_notebooks_dir(folder) / stage.notebook
     executed.parent.mkdir(parents=True, exist_ok=True)
     t0, cpu0 = time.perf_counter(), _children_cpu()
     error: BaseException | None = None
@@ -400,7 +392,7 @@ def _fail(stage: Stage, manifest: RunManifest, error: BaseException) -> NoReturn
 def _set_aside(run_dir: Path, relpath: str, stage: Stage) -> None:
     src = run_dir / relpath
     if src.exists():
-        dst = run_dir / "failed" / stage.name / relpath
+        dst = config.failed_dir(run_dir, stage.name) / relpath
         dst.parent.mkdir(parents=True, exist_ok=True)
         os.replace(src, dst)
 

@@ -20,9 +20,14 @@ class Stage:
     consumes: tuple[str, ...]
     produces: tuple[str, ...]
     summary: str
+    outside: tuple[str, ...] = ()
+    """Inputs read from outside the run folder, by name (the runner fingerprints them too)."""
 
 
 SPLITS = ("train", "valid", "test", "trusted")
+
+FROZEN_CONTRACT = "frozen contract"
+"""The data set's contract frozen by its first run (``runs/contracts/<key>.json``)."""
 
 STAGES: tuple[Stage, ...] = (
     Stage(
@@ -50,6 +55,7 @@ STAGES: tuple[Stage, ...] = (
             "data/profile.json",
         ),
         "freeze the schema, quarantine bad rows, split",
+        outside=(FROZEN_CONTRACT,),
     ),
     Stage(
         "design",

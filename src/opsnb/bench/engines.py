@@ -28,7 +28,7 @@ import pandas as pd
 import tl2cgen
 import xgboost as xgb
 
-from opsnb import compiler, csource, loans, predictor, training, validation
+from opsnb import compiler, config, csource, loans, predictor, training, validation
 from opsnb.artifacts import read_json, write_json
 from opsnb.native import private_copy
 
@@ -345,7 +345,7 @@ def run_bench(
     result = BenchResult()
     batches = QUICK_BATCH_SIZES if quick else BATCH_SIZES
     budget = 0.05 if quick else 0.5
-    cache = cache_dir or compiler.default_cache_dir()
+    cache = cache_dir or config.compile_cache_dir()
     if run_dir is not None:
         test = pd.read_parquet(run_dir / "data" / "test.parquet")
         schema = validation_schema(run_dir / "bundle")
@@ -362,7 +362,7 @@ def run_bench(
     if large:
         trees, depth, n = (60, 4, 4000) if quick else (1000, 8, 20_000)
         model_path, schema_path, rows = large_model(
-            cache.parent / "bench", trees=trees, depth=depth, rows=n
+            config.bench_models_dir(), trees=trees, depth=depth, rows=n
         )
         # The compiled library is cached by model hash; the bundle around it is scratch.
         with tempfile.TemporaryDirectory(prefix="opsnb-bench-bundle-") as tmp:
