@@ -352,3 +352,48 @@ def test_a_regression_model_is_monitored_without_an_estimate(tmp_path: Path) -> 
     assert "estimated_auc" not in result.quality
     assert result.quality["r2"].notna().all()
     assert [a for a in result.alerts if a["kind"] == "quality"]  # labels x10 the outputs
+
+
+def test_the_plots_state_their_answer(bundle: Bundle, tmp_path: Path) -> None:
+    from opsnb import plots  # noqa: PLC0415
+
+    x = np.vstack([rows(1000, 110), rows(1000, 111, shift=1.5, new_share=0.2)])
+    write_log(tmp_path / "log.sqlite", x, labels=labels_for(served(x), 112))
+    result = analyse_log(bundle, tmp_path / "log.sqlite", window=500, problem=PROBLEM)
+    drifted = result.drifted_features()
+    heat = plots.drift_heatmap(result.heatmap(), result.thresholds.psi, drifted)
+    assert heat.axes[0].get_title() == "2 of 3 features drifted, first in window 2"
+    dist = plots.drift_distributions(result.reference, result.live_counts, drifted)
+    assert dist.get_suptitle() == "2 drifted feature(s): training vs live"
+    qual = plots.quality_over_windows(result.quality, "auc", 0.99)
+    assert qual.axes[0].get_title().startswith("realized auc below the floor in 4 window(s)")
+    timeline = plots.alert_timeline(result.alerts, len(result.windows))
+    assert timeline.axes[0].get_title().endswith("the first in window 2")
+    assert plots.alert_timeline([], 3).axes[0].get_title() == "no alert fired"
+    calm = plots.drift_heatmap(result.heatmap() * 0, 0.1, [])
+    assert calm.axes[0].get_title() == "no feature drifted beyond its threshold"
+    assert plots.quality_over_windows(result.quality, "auc", None).axes[0].get_title()
+
+
+def test_a_bundle_without_the_monitor_files_is_refused(bundle: Bundle, tmp_path: Path) -> None:
+    from opsnb.artifacts import sha256_file, write_json  # noqa: PLC0415
+    from opsnb.errors import ArtifactError  # noqa: PLC0415
+
+    with pytest.raises(ArtifactError, match="neither a run folder"):
+        Bundle.load(tmp_path)
+    write_json(tmp_path / "schema.json", SCHEMA)
+    write_json(tmp_path / "reference.json", bundle.reference)
+    write_json(tmp_path / "checker.json", bundle.checker)
+    files = {n: sha256_file(tmp_path / n) for n in ("schema.json", "reference.json")}
+    write_json(tmp_path / "manifest.json", {"files": files, "model_sha256": "ab" * 32})
+    with pytest.raises(ArtifactError, match=r"no checker\.json in its manifest"):
+        Bundle.load(tmp_path)
+    files["checker.json"] = "0" * 64
+    write_json(tmp_path / "manifest.json", {"files": files, "model_sha256": "ab" * 32})
+    with pytest.raises(ArtifactError, match=r"checker\.json does not match"):
+        Bundle.load(tmp_path)
+    files["checker.json"] = sha256_file(tmp_path / "checker.json")
+    write_json(tmp_path / "manifest.json", {"files": files, "model_sha256": "ab" * 32})
+    loaded = Bundle.load(tmp_path)
+    assert loaded.version == "ab" * 6
+    assert loaded.reference["rows"] == bundle.reference["rows"]
