@@ -397,3 +397,24 @@ def test_a_bundle_without_the_monitor_files_is_refused(bundle: Bundle, tmp_path:
     loaded = Bundle.load(tmp_path)
     assert loaded.version == "ab" * 6
     assert loaded.reference["rows"] == bundle.reference["rows"]
+
+
+def test_two_worker_processes_find_what_one_finds(
+    bundle: Bundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opsnb.monitoring import analysis  # noqa: PLC0415
+
+    x = np.vstack([rows(1500, 120), rows(1500, 121, shift=1.0)])
+    write_log(tmp_path / "log.sqlite", x, labels=labels_for(served(x), 122))
+    one = analyse_log(bundle, tmp_path / "log.sqlite", window=500, problem=PROBLEM, workers=1)
+    monkeypatch.setattr(analysis, "PARALLEL_ROWS", 1000)
+    two = analyse_log(bundle, tmp_path / "log.sqlite", window=700, problem=PROBLEM, workers=2,
+                      chunk_rows=400)  # fmt: skip
+    again = analyse_log(bundle, tmp_path / "log.sqlite", window=500, problem=PROBLEM, workers=2,
+                        chunk_rows=400)  # fmt: skip
+    assert len(two.windows) == 5
+    pd.testing.assert_frame_equal(one.drift, again.drift)
+    pd.testing.assert_frame_equal(one.quality, again.quality)
+    pd.testing.assert_frame_equal(one.windows, again.windows)
+    assert one.alerts == again.alerts
+    assert list(one.review["request_id"]) == list(again.review["request_id"])

@@ -11,9 +11,11 @@ windows. :func:`write_outputs` saves ``drift.json``, ``quality.json``, ``alerts.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import re
 import sqlite3
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,8 @@ from opsnb.monitoring.drift import DriftCounts, feature_stats, missing_p_value
 from opsnb.monitoring.reference import check_reference
 
 REVIEW_ROWS = 200
+PARALLEL_ROWS = 200_000
+"""A log is split across worker processes in runs of at least this many rows."""
 _TIME_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -193,6 +197,7 @@ def analyse_log(
     refusals: dict[str, Any] | None = None,
     chunk_rows: int = logs.CHUNK_ROWS,
     review_rows: int = REVIEW_ROWS,
+    workers: int = 2,
 ) -> MonitorResult:
     """Analyse the rows ``bundle``'s model logged in ``log_path`` (other versions left aside).
 
@@ -205,6 +210,8 @@ def analyse_log(
         refusals: contract refusals seen by the replay, by field (``serving.json``).
         chunk_rows: rows read per chunk.
         review_rows: how many of the most disagreeing requests go to the review queue.
+        workers: processes reading a log of more than :data:`PARALLEL_ROWS` rows at once
+            (forked: each reads its own run of rows; their counts add up).
     """
     spec = Windows.parse(window)
     limits = thresholds or _thresholds(problem)
@@ -218,14 +225,19 @@ def analyse_log(
         labels, unknown = logs.read_labels(conn)
         summaries = [*bundle.reference["features"], {"kind": "numeric", "name": "(prediction)",
                                                      **bundle.reference["prediction"]}]  # fmt: skip
-        counts = DriftCounts(summaries, n_windows)
-        kept, candidates, bounds = _read(
-            conn, bundle, spec, counts, labels, first_ts=first_ts, review_rows=review_rows,
-            chunk_rows=chunk_rows,
+        label_index = pd.Index(labels["request_id"])
+        _SHARED.update(
+            bundle=bundle, spec=spec, summaries=summaries, windows=n_windows, first_ts=first_ts,
+            label_index=label_index, label_values=labels["label"].to_numpy(np.float64),
+            log_path=log_path, chunk_rows=chunk_rows, review_rows=review_rows,
         )  # fmt: skip
+        try:
+            part = _read(conn, int(mine["rows"]), workers)
+        finally:
+            _SHARED.clear()
     finally:
         conn.close()
-    rows = np.vstack(kept)
+    counts, rows, bounds = part.counts, part.kept, part.bounds
     if unknown:
         notes.append(
             f"{unknown} label(s) from /feedback name request ids that are not in the prediction "
@@ -250,7 +262,7 @@ def analyse_log(
         )
     drift = _drift_frame(summaries, counts)
     review = _decode(
-        pd.concat(candidates, ignore_index=True)
+        part.candidates.reset_index(drop=True)
         .nlargest(review_rows, "disagreement")
         .reset_index(drop=True),
         bundle.schema,
@@ -282,40 +294,77 @@ def analyse_log(
     )  # fmt: skip
 
 
-def _read(
-    conn: sqlite3.Connection,
-    bundle: Bundle,
-    spec: Windows,
-    counts: DriftCounts,
-    labels: pd.DataFrame,
-    *,
-    first_ts: float,
-    review_rows: int,
-    chunk_rows: int,
-) -> tuple[list[np.ndarray], list[pd.DataFrame], np.ndarray]:
-    """One pass over the log: drift counts, (window, served, checker, label) rows, candidates."""
+@dataclass
+class _Part:
+    """What one pass over a run of the log's rows found (see :func:`_read_part`)."""
+
+    counts: DriftCounts
+    kept: np.ndarray
+    candidates: pd.DataFrame
+    bounds: np.ndarray
+
+
+_SHARED: dict[str, Any] = {}
+"""The read's inputs, set before worker processes fork so they are not pickled per task."""
+
+
+def _read_part(task: tuple[int, int, int]) -> _Part:
+    """Read rowids ``[first, stop)`` (starting at row ``offset``) of the log in ``_SHARED``."""
+    first, stop, offset = task
+    bundle: Bundle = _SHARED["bundle"]
+    spec: Windows = _SHARED["spec"]
+    counts = DriftCounts(_SHARED["summaries"], _SHARED["windows"])
     n_windows = counts.windows
-    label_index = pd.Index(labels["request_id"])
-    label_values = labels["label"].to_numpy(np.float64)
-    kept: list[np.ndarray] = []
+    label_index, label_values = _SHARED["label_index"], _SHARED["label_values"]
+    kept: list[np.ndarray] = [np.zeros((0, 4))]
     candidates: list[pd.DataFrame] = []
     bounds = np.full((n_windows, 2), np.nan)
-    for chunk in logs.read_chunks(conn, bundle.schema, bundle.version, chunk_rows=chunk_rows):
-        w = spec.index(chunk.offset, len(chunk), chunk.ts, first_ts)
-        counts.add(w, np.column_stack([chunk.x, chunk.output]))
-        second = checking.score_checker(bundle.checker, chunk.x)
-        at = label_index.get_indexer(chunk.ids) if len(label_index) else np.full(len(w), -1)
-        label = np.full(len(w), np.nan)
-        label[at >= 0] = label_values[at[at >= 0]]
-        kept.append(np.column_stack([w, chunk.output, second, label]))
-        candidates.append(_review_candidates(chunk, w, second, review_rows))
-        lo = np.full(n_windows, np.inf)
-        hi = np.full(n_windows, -np.inf)
-        np.minimum.at(lo, w, chunk.ts)
-        np.maximum.at(hi, w, chunk.ts)
-        bounds[:, 0] = np.fmin(bounds[:, 0], np.where(np.isinf(lo), np.nan, lo))
-        bounds[:, 1] = np.fmax(bounds[:, 1], np.where(np.isinf(hi), np.nan, hi))
-    return kept, candidates, bounds
+    conn = logs.connect(_SHARED["log_path"])
+    try:
+        for chunk in logs.read_chunks(
+            conn, bundle.schema, bundle.version, chunk_rows=_SHARED["chunk_rows"],
+            rowids=(first, stop), offset=offset,
+        ):  # fmt: skip
+            w = spec.index(chunk.offset, len(chunk), chunk.ts, _SHARED["first_ts"])
+            counts.add(w, np.column_stack([chunk.x, chunk.output]))
+            second = checking.score_checker(bundle.checker, chunk.x)
+            at = label_index.get_indexer(chunk.ids) if len(label_index) else np.full(len(w), -1)
+            label = np.full(len(w), np.nan)
+            label[at >= 0] = label_values[at[at >= 0]]
+            kept.append(np.column_stack([w, chunk.output, second, label]))
+            candidates.append(_review_candidates(chunk, w, second, _SHARED["review_rows"]))
+            lo = np.full(n_windows, np.inf)
+            hi = np.full(n_windows, -np.inf)
+            np.minimum.at(lo, w, chunk.ts)
+            np.maximum.at(hi, w, chunk.ts)
+            bounds[:, 0] = np.fmin(bounds[:, 0], np.where(np.isinf(lo), np.nan, lo))
+            bounds[:, 1] = np.fmax(bounds[:, 1], np.where(np.isinf(hi), np.nan, hi))
+    finally:
+        conn.close()
+    return _Part(counts, np.vstack(kept), pd.concat(candidates or [pd.DataFrame()]), bounds)
+
+
+def _read(conn: sqlite3.Connection, rows: int, workers: int) -> _Part:
+    """One pass over the log, split across ``workers`` forked processes for large logs."""
+    parts = max(1, min(workers, rows // PARALLEL_ROWS + 1))
+    version = _SHARED["bundle"].version
+    points = logs.split_rowids(conn, version, rows, parts)
+    edges = [-(2**63), *points, 2**63 - 1]
+    tasks = [(edges[k], edges[k + 1], k * rows // parts) for k in range(parts)]
+    if parts == 1:
+        found = [_read_part(tasks[0])]
+    else:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(parts, mp_context=context) as pool:
+            found = list(pool.map(_read_part, tasks))
+    merged = found[0]
+    for part in found[1:]:
+        merged.counts.merge(part.counts)
+        merged.kept = np.vstack([merged.kept, part.kept])
+        merged.candidates = pd.concat([merged.candidates, part.candidates])
+        merged.bounds[:, 0] = np.fmin(merged.bounds[:, 0], part.bounds[:, 0])
+        merged.bounds[:, 1] = np.fmax(merged.bounds[:, 1], part.bounds[:, 1])
+    return merged
 
 
 def _thresholds(problem: dict[str, Any] | None) -> alerting.Thresholds:

@@ -79,6 +79,13 @@ class DriftCounts:
                 self.windows, width
             )
 
+    def merge(self, other: DriftCounts) -> None:
+        """Add the counts of another pass over other rows (same summaries and windows)."""
+        for mine, theirs in zip(self.counts, other.counts, strict=True):
+            np.add(mine, theirs, out=mine)
+        self.missing += other.missing
+        self.rows += other.rows
+
 
 def feature_stats(summary: dict[str, Any], counts: np.ndarray, missing: np.ndarray) -> pd.DataFrame:
     """PSI, its sampling-adjusted value, the test and its p-value, per window, for one feature."""

@@ -130,14 +130,20 @@ def read_chunks(
     version: str,
     *,
     chunk_rows: int = CHUNK_ROWS,
+    rowids: tuple[int, int] | None = None,
+    offset: int = 0,
 ) -> Iterator[Chunk]:
-    """Yield the log's rows of model ``version`` in commit order, ``chunk_rows`` at a time."""
+    """Yield the log's rows of model ``version`` in commit order, ``chunk_rows`` at a time.
+
+    ``rowids`` limits the read to SQLite rowids in ``[first, stop)``; ``offset`` is the position
+    of its first row among the version's rows (count windows are numbered from it).
+    """
+    first, stop = rowids if rowids is not None else (-(2**63), 2**63 - 1)
     cursor = conn.execute(
         "SELECT request_id, ts, features, output FROM predictions WHERE model_version = ? "
-        "ORDER BY rowid",
-        (version,),
+        "AND rowid >= ? AND rowid < ? ORDER BY rowid",
+        (version, first, stop),
     )
-    offset = 0
     while rows := cursor.fetchmany(chunk_rows):
         ids, ts, texts, output = zip(*rows, strict=True)
         records = orjson.loads("[" + ",".join(texts) + "]")
@@ -149,6 +155,18 @@ def read_chunks(
             offset=offset,
         )
         offset += len(rows)
+
+
+def split_rowids(conn: sqlite3.Connection, version: str, rows: int, parts: int) -> list[int]:
+    """Rowids where the version's rows split into ``parts`` equal runs (the first run's excluded)."""
+    points = []
+    for k in range(1, parts):
+        (rowid,) = conn.execute(
+            "SELECT rowid FROM predictions WHERE model_version = ? ORDER BY rowid LIMIT 1 OFFSET ?",
+            (version, k * rows // parts),
+        ).fetchone()
+        points.append(int(rowid))
+    return points
 
 
 def read_labels(conn: sqlite3.Connection) -> tuple[pd.DataFrame, int]:
