@@ -158,7 +158,7 @@ def read_chunks(
 
 
 def split_rowids(conn: sqlite3.Connection, version: str, rows: int, parts: int) -> list[int]:
-    """Rowids where the version's rows split into ``parts`` equal runs (the first run's excluded)."""
+    """The first rowid of each of ``parts`` equal runs of the version's rows, but the first."""
     points = []
     for k in range(1, parts):
         (rowid,) = conn.execute(
