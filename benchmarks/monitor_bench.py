@@ -27,7 +27,7 @@ import pandas as pd
 from opsnb import loans, monitoring
 from opsnb.monitoring import checker, reference
 from opsnb.serving.predlog import PredictionLog
-from opsnb.validation import target_vector, to_matrix
+from opsnb.schema import Schema, target_vector, to_matrix
 
 GOAL_S = 10.0
 GOAL_ROWS = 1_000_000
@@ -48,6 +48,11 @@ def loans_schema() -> dict:
     return {"task": "binary", "target": loans.LOANS_TARGET, "features": features}
 
 
+def typed(schema: dict) -> Schema:
+    """The typed schema opsnb's encoders take."""
+    return Schema.from_dict(schema)
+
+
 def score(x: np.ndarray) -> np.ndarray:
     """A fixed scoring function standing in for the served model (the log is what is timed)."""
     z = np.nan_to_num(x)
@@ -59,14 +64,14 @@ def build_bundle(schema: dict) -> monitoring.Bundle:
     """Reference and checker as the bundle ships them, fitted on generated training rows."""
     train = loans.loan_applications(20_000, seed=1)
     trusted = loans.loan_applications(4_000, seed=2)
-    x_train, x_trusted = to_matrix(train, schema), to_matrix(trusted, schema)
+    x_train, x_trusted = to_matrix(train, typed(schema)), to_matrix(trusted, typed(schema))
     p_train, p_trusted = score(x_train), score(x_trusted)
-    y_trusted = target_vector(trusted, schema)
+    y_trusted = target_vector(trusted, typed(schema))
     ref = reference.build_reference(
         x_train, schema, p_train, trusted_scores=p_trusted, trusted_labels=y_trusted
     )
     second = checker.fit_checker(
-        x_train, target_vector(train, schema), x_trusted, y_trusted,
+        x_train, target_vector(train, typed(schema)), x_trusted, y_trusted,
         served_trusted=p_trusted, schema=schema,
     )  # fmt: skip
     return monitoring.Bundle(Path("."), schema, ref, second, "bench")
@@ -84,7 +89,7 @@ def build_log(path: Path, schema: dict, rows: int) -> None:
             scenario=loans.SCENARIOS["drift"] if start >= rows // 2 else None,
         )  # fmt: skip
         frame["purpose"] = frame["purpose"].astype(str).replace("nan", None)
-        x = to_matrix(frame, schema)
+        x = to_matrix(frame, typed(schema))
         out = score(x)
         part = frame[names].astype(object).where(frame[names].notna(), None)
         texts = [orjson.dumps(r).decode() for r in part.to_dict("records")]

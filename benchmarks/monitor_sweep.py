@@ -36,6 +36,7 @@ import pandas as pd
 from opsnb import loans, monitoring, predictor
 from opsnb.artifacts import read_json
 from opsnb.errors import RequestError
+from opsnb.schema import Schema
 from opsnb.serving.contract import RequestContract
 from opsnb.serving.predlog import PredictionLog
 
@@ -49,7 +50,7 @@ def log_stream(
 ) -> dict:
     """Write what the server would log for ``frame``; return the refusals it would answer."""
     names = [f["name"] for f in schema["features"]]
-    contract = RequestContract(schema)
+    contract = RequestContract(Schema.from_dict(schema))
     part = frame[names].astype(object).where(frame[names].notna(), None)
     bodies = [orjson.dumps(r) for r in part.to_dict("records")]
     keep, refused = [], {"requests": len(bodies), "fields": {}}

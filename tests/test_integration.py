@@ -10,6 +10,7 @@ import xgboost as xgb
 
 from opsnb import config
 from opsnb.artifacts import read_json, sha256_file
+from opsnb.schema import Schema
 from opsnb.stages import STAGES
 from tests.support import SMALL, manifest_of, opsnb_cli, small_args
 
@@ -49,20 +50,20 @@ def test_problem_and_dataset_contracts(completed_run: Path) -> None:
 
 
 def test_prepare_splits_by_time_and_freezes_the_schema(completed_run: Path) -> None:
-    schema = read_json(completed_run / "schema.json")
+    schema = Schema.load(completed_run / "schema.json")
     parts = {n: pd.read_parquet(completed_run / "data" / f"{n}.parquet")
              for n in ("train", "valid", "test", "trusted")}  # fmt: skip
-    timestamp = schema["timestamp"]
+    timestamp = schema.timestamp
     order = ["train", "valid", "test", "trusted"]
     for earlier, later in itertools.pairwise(order):
         assert parts[earlier][timestamp].max() <= parts[later][timestamp].min()
     quarantined = pd.read_parquet(completed_run / "data" / "quarantine.parquet")
     assert sum(map(len, parts.values())) + len(quarantined) == SMALL["n_rows"]
-    kinds = {f["name"]: f["kind"] for f in schema["features"]}
+    kinds = {f.name: f.kind for f in schema.features}
     assert kinds["purpose"] == "categorical"
     assert kinds["credit_score"] == "numeric"
-    assert "application_id" in schema["ids"]
-    assert schema["target"] not in kinds
+    assert "application_id" in schema.ids
+    assert schema.target not in kinds
 
 
 def test_model_is_sealed_and_metrics_come_from_the_sealed_file(completed_run: Path) -> None:
@@ -95,7 +96,7 @@ def test_bundle_is_hashed_and_compiled_predictions_match_xgboost(completed_run: 
 def test_monitor_replayed_production_through_the_server_and_analysed_its_log(
     completed_run: Path,
 ) -> None:
-    schema = read_json(completed_run / "schema.json")
+    schema = Schema.load(completed_run / "schema.json")
     monitor = completed_run / "monitor"
     production = pd.read_parquet(monitor / "production.parquet")
     assert len(production) == SMALL["production_rows"]
@@ -107,10 +108,7 @@ def test_monitor_replayed_production_through_the_server_and_analysed_its_log(
     assert logged == serving["answered"] > 0
     assert versions == {read_json(completed_run / "bundle" / "manifest.json")["model_sha256"][:12]}
     drift = read_json(monitor / "drift.json")
-    assert {r["feature"] for r in drift["drift"]} == {
-        *(f["name"] for f in schema["features"]),
-        "(prediction)",
-    }
+    assert {r["feature"] for r in drift["drift"]} == {*schema.feature_names, "(prediction)"}
     assert sum(w["rows"] for w in drift["windows"]) == logged
     quality = read_json(monitor / "quality.json")
     assert quality["metric"] == "auc"

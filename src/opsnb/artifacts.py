@@ -18,11 +18,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
-
-import pandas as pd
+from typing import IO, TYPE_CHECKING, Any
 
 from opsnb.errors import ArtifactError
+
+if TYPE_CHECKING:  # pandas loads only when a Parquet file is written (not in a server process)
+    import pandas as pd
 
 MANIFEST = "manifest.json"
 _CHUNK = 1 << 20

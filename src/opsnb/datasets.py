@@ -28,12 +28,11 @@ from opsnb.artifacts import sha256_bytes
 from opsnb.errors import ConfigError, DataError
 from opsnb.loans import LOANS_TARGET, LOANS_TIMESTAMP, loan_applications, production_stream
 from opsnb.loans import scenario as loans_scenario
+from opsnb.problem import AUTO
 from opsnb.tables import CSV_SUFFIXES, PARQUET_SUFFIXES, read_table
 
 BUILTIN = ("loans", "breast_cancer", "diabetes")
 """Built-in data sets by the name the ``dataset`` parameter uses."""
-AUTO = "auto"
-"""A parameter value that lets the data decide (the target, the task, the timestamp column)."""
 POSITIVE_LABELS = frozenset({"1", "yes", "y", "true", "t", "positive", "pos"})
 """String labels taken as the positive class (compared in lower case)."""
 _TIME_NAME = re.compile(r"(date|time|_at$|^at$)", re.IGNORECASE)

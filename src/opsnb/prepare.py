@@ -23,6 +23,7 @@ from sklearn.model_selection import train_test_split
 
 from opsnb import config
 from opsnb.errors import ConfigError, DataError
+from opsnb.schema import Feature, Schema
 from opsnb.validation import REASONS, coerce, column_kind, infer_schema, is_id_like, violations
 
 QUARANTINE_REASON = "quarantine_reason"
@@ -42,7 +43,7 @@ class Prepared:
         inferred: True when the contract was inferred in this run (first run or refreeze).
     """
 
-    schema: dict[str, Any]
+    schema: Schema
     parts: dict[str, pd.DataFrame]
     quarantined: pd.DataFrame
     rows_in: int
@@ -74,7 +75,7 @@ class Prepared:
 
 
 def screen(
-    frame: pd.DataFrame, *, target: str, schema: dict[str, Any]
+    frame: pd.DataFrame, *, target: str, schema: Schema
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Coerce ``frame`` to the schema's types; return it and each row's reason and column.
 
@@ -89,7 +90,7 @@ def screen(
     wrong = mistyped.notna() & found["reason"].isna()
     found.loc[wrong, "reason"] = "wrong type"
     found.loc[wrong, "column"] = mistyped[wrong]
-    ids = set(schema.get("ids", ()))
+    ids = set(schema.ids)
     content = [c for c in frame.columns if c not in ids and not is_id_like(frame[c])]
     kept = found["reason"].isna()
     duplicated = coerced[kept].duplicated(subset=content, keep="first")
@@ -98,15 +99,18 @@ def screen(
 
 
 def provisional_schema(
-    frame: pd.DataFrame, *, target: str, timestamp: str | None
-) -> dict[str, Any]:
+    frame: pd.DataFrame, *, target: str, task: str, timestamp: str | None
+) -> Schema:
     """Column kinds before any contract exists (first run): enough to find type errors."""
-    columns = [c for c in frame.columns if c not in (target, timestamp)]
-    ids = [c for c in columns if is_id_like(frame[c])]
-    return {
-        "ids": ids,
-        "features": [{"name": c, "kind": column_kind(frame[c])} for c in columns if c not in ids],
-    }
+    columns = [str(c) for c in frame.columns if c not in (target, timestamp)]
+    ids = tuple(c for c in columns if is_id_like(frame[c]))
+    return Schema(
+        task=task,
+        target=target,
+        timestamp=timestamp,
+        ids=ids,
+        features=tuple(Feature(c, column_kind(frame[c])) for c in columns if c not in ids),
+    )
 
 
 def prepare(
@@ -117,13 +121,13 @@ def prepare(
     timestamp: str | None,
     fractions: dict[str, float],
     seed: int,
-    frozen: dict[str, Any] | None = None,
+    frozen: Schema | None = None,
     range_tolerance: float | None = None,
     unknown_categories: str = "reject",
     label_mapping: dict[str, int] | None = None,
 ) -> Prepared:
     """Quarantine, split and (on first run) infer the contract; see the module docstring."""
-    first = frozen or provisional_schema(raw, target=target, timestamp=timestamp)
+    first = frozen or provisional_schema(raw, target=target, task=task, timestamp=timestamp)
     coerced, found = screen(raw, target=target, schema=first)
     parts = split(
         coerced[found["reason"].isna()],
@@ -216,7 +220,7 @@ def balance(part: pd.DataFrame, *, target: str, task: str) -> dict[str, Any]:
 def profile(prepared: Prepared, *, timestamp: str | None = None) -> dict[str, Any]:
     """Rows, missing shares, class balance and time range per split, and the quarantine summary."""
     schema = prepared.schema
-    target, task = schema["target"], schema["task"]
+    target, task = schema.target, schema.task
     usable = pd.concat(prepared.parts.values(), ignore_index=True)
     splits = {}
     for name, part in prepared.parts.items():
@@ -235,28 +239,28 @@ def profile(prepared: Prepared, *, timestamp: str | None = None) -> dict[str, An
             "share": round(prepared.quarantined_share, 4),
             "by_reason": prepared.reason_counts(),
         },
-        "excluded": schema.get("excluded", {}),
+        "excluded": dict(schema.excluded),
         "contract": "inferred" if prepared.inferred else "frozen",
     }
 
 
-def plot_distributions(frame: pd.DataFrame, schema: dict[str, Any], *, limit: int = 16) -> Figure:
+def plot_distributions(frame: pd.DataFrame, schema: Schema, *, limit: int = 16) -> Figure:
     """One small panel per feature (the first ``limit``): histograms or category counts."""
-    features = schema["features"][:limit]
+    features = schema.features[:limit]
     cols = 4
     rows = max(1, -(-len(features) // cols))
     figure = Figure(figsize=(3.2 * cols, 2.4 * rows), layout="constrained")
     axes = figure.subplots(rows, cols, squeeze=False).ravel()
     for ax, feature in zip(axes, features, strict=False):
-        column = frame[feature["name"]]
-        if feature["kind"] == "numeric":
+        column = frame[feature.name]
+        if not feature.is_categorical:
             ax.hist(pd.to_numeric(column, errors="coerce").dropna(), bins=30, color="tab:blue")
         else:
             counts = column.astype("string").value_counts().head(12)
             ax.barh(counts.index.astype(str), counts.to_numpy(), color="tab:orange")
             ax.tick_params(axis="y", labelsize=7)
         missing = float(column.isna().mean())
-        ax.set_title(f"{feature['name']} ({missing:.1%} missing)", fontsize=9)
+        ax.set_title(f"{feature.name} ({missing:.1%} missing)", fontsize=9)
     for ax in axes[len(features) :]:
         ax.set_visible(False)
     return figure

@@ -15,6 +15,7 @@ from typing import Any
 from opsnb.errors import ConfigError
 
 AUTO = "auto"
+"""A parameter value meaning "decide from the data" (target, task, metric, timestamp)."""
 TASKS = ("binary", "regression")
 METRICS = {"binary": ("auc", "logloss", "accuracy"), "regression": ("rmse", "mae", "r2")}
 DEFAULT_METRIC = {"binary": "auc", "regression": "r2"}

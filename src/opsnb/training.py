@@ -11,7 +11,7 @@ import pandas as pd
 import xgboost as xgb
 
 from opsnb.artifacts import atomic_path
-from opsnb.validation import feature_names, feature_types, target_vector, to_matrix
+from opsnb.schema import Schema, target_vector, to_matrix
 
 OBJECTIVES = {"binary": "binary:logistic", "regression": "reg:squarederror"}
 EVAL_METRICS = {"binary": "logloss", "regression": "rmse"}
@@ -31,12 +31,10 @@ def make_dmatrix(
     )
 
 
-def frame_to_dmatrix(
-    frame: pd.DataFrame, schema: dict[str, Any], *, labelled: bool = True
-) -> xgb.DMatrix:
+def frame_to_dmatrix(frame: pd.DataFrame, schema: Schema, *, labelled: bool = True) -> xgb.DMatrix:
     """Build the DMatrix of ``frame`` as the schema encodes it (with labels when ``labelled``)."""
     y = target_vector(frame, schema) if labelled else None
-    return make_dmatrix(to_matrix(frame, schema), y, feature_names(schema), feature_types(schema))
+    return make_dmatrix(to_matrix(frame, schema), y, schema.feature_names, schema.feature_types)
 
 
 def grid(**choices: list[Any]) -> list[dict[str, Any]]:
@@ -128,6 +126,6 @@ def load_model(path: str | os.PathLike[str]) -> xgb.Booster:
     return booster
 
 
-def predict(booster: xgb.Booster, frame: pd.DataFrame, schema: dict[str, Any]) -> np.ndarray:
+def predict(booster: xgb.Booster, frame: pd.DataFrame, schema: Schema) -> np.ndarray:
     """XGBoost's own predictions for ``frame``: the reference the compiled model must match."""
     return np.asarray(booster.predict(frame_to_dmatrix(frame, schema, labelled=False)))

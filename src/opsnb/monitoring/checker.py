@@ -20,9 +20,15 @@ from typing import Any
 import numpy as np
 
 from opsnb.errors import ConfigError
+from opsnb.schema import Schema
 
 FORMAT = "opsnb-checker/1"
 DISAGREEMENT_QUANTILE = 0.95
+
+
+def plain(schema: Schema | dict[str, Any]) -> dict[str, Any]:
+    """``schema.json`` as a dict, from a :class:`~opsnb.schema.Schema` or the dict itself."""
+    return schema.to_dict() if isinstance(schema, Schema) else schema
 
 
 def _design(matrix: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
@@ -71,7 +77,7 @@ def fit_checker(
     y_trusted: np.ndarray,
     *,
     served_trusted: np.ndarray,
-    schema: dict[str, Any],
+    schema: Schema | dict[str, Any],
     strength: float = 1.0,
 ) -> dict[str, Any]:
     """Fit the checker on the training split, calibrate and set its threshold on trusted rows.
@@ -91,6 +97,7 @@ def fit_checker(
     # only when building a bundle: the monitor scores with numpy alone
     from sklearn.linear_model import LogisticRegression, Ridge  # noqa: PLC0415
 
+    schema = plain(schema)
     if len(trusted) < 20:
         raise ConfigError(
             f"the trusted holdout has {len(trusted)} rows; the checker needs >= 20 to calibrate"
@@ -125,8 +132,9 @@ def fit_checker(
     return spec
 
 
-def check_checker(spec: Any, schema: dict[str, Any]) -> dict[str, Any]:
+def check_checker(spec: Any, schema: Schema | dict[str, Any]) -> dict[str, Any]:
     """Return ``spec`` after checking it is a checker for ``schema``'s features."""
+    schema = plain(schema)
     if not isinstance(spec, dict) or spec.get("format") != FORMAT:
         raise ConfigError(
             f"checker.json is not an opsnb checker (format {FORMAT!r} expected); rebuild the "

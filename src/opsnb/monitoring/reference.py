@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from opsnb.errors import ConfigError
-from opsnb.monitoring.checker import fit_checker
-from opsnb.validation import target_vector, to_matrix
+from opsnb.monitoring.checker import fit_checker, plain
+from opsnb.schema import Schema, target_vector, to_matrix
 
 FORMAT = "opsnb-reference/1"
 GRID_POINTS = 201
@@ -107,7 +107,7 @@ def calibration_map(scores: np.ndarray, labels: np.ndarray) -> dict[str, list[fl
 
 def build_reference(
     matrix: np.ndarray,
-    schema: dict[str, Any],
+    schema: Schema | dict[str, Any],
     predictions: np.ndarray,
     *,
     trusted_scores: np.ndarray | None = None,
@@ -122,6 +122,7 @@ def build_reference(
         trusted_scores: the model's outputs on the trusted holdout (binary: calibration).
         trusted_labels: the trusted holdout's labels.
     """
+    schema = plain(schema)
     features = schema["features"]
     if matrix.ndim != 2 or matrix.shape[1] != len(features):
         raise ConfigError(
@@ -149,8 +150,9 @@ def build_reference(
     return reference
 
 
-def check_reference(reference: Any, schema: dict[str, Any]) -> dict[str, Any]:
+def check_reference(reference: Any, schema: Schema | dict[str, Any]) -> dict[str, Any]:
     """Return ``reference`` after checking it describes ``schema``'s features."""
+    schema = plain(schema)
     if not isinstance(reference, dict) or reference.get("format") != FORMAT:
         found = reference.get("format") if isinstance(reference, dict) else type(reference)
         raise ConfigError(
@@ -168,7 +170,7 @@ def check_reference(reference: Any, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def monitor_files(
-    schema: dict[str, Any],
+    schema: Schema,
     train: pd.DataFrame,
     trusted: pd.DataFrame,
     predict: Callable[[np.ndarray], np.ndarray],

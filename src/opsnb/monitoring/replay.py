@@ -33,6 +33,8 @@ import orjson
 import pandas as pd
 
 from opsnb.errors import ConfigError, OpsnbError
+from opsnb.monitoring.checker import plain
+from opsnb.schema import Schema
 
 START_TIMEOUT_S = 60.0
 _CPU = re.compile(rb"^process_cpu_seconds_total (\S+)$", re.MULTILINE)
@@ -182,9 +184,9 @@ class ReplayResult:
         }
 
 
-def records(frame: pd.DataFrame, schema: dict[str, Any]) -> list[bytes]:
+def records(frame: pd.DataFrame, schema: Schema | dict[str, Any]) -> list[bytes]:
     """One JSON body per row: the schema's features, NaN as null, categories as strings."""
-    names = [f["name"] for f in schema["features"]]
+    names = [f["name"] for f in plain(schema)["features"]]
     missing = [n for n in names if n not in frame.columns]
     if missing:
         raise ConfigError(f"the stream lacks feature column(s) {missing}; expected {names}")
@@ -240,7 +242,7 @@ class _Connection:
 def replay(  # noqa: PLR0915 - the request handlers are closures over the replay's state
     bundle: str | os.PathLike[str] | Launch,
     stream: pd.DataFrame,
-    schema: dict[str, Any],
+    schema: Schema | dict[str, Any],
     *,
     log_path: str | os.PathLike[str],
     label_share: float = 0.5,
@@ -271,7 +273,7 @@ def replay(  # noqa: PLR0915 - the request handlers are closures over the replay
         raise ConfigError(f"label_share must be within [0, 1], got {label_share}")
     log = Path(log_path)
     bodies = records(stream.head(max_requests), schema)
-    target = schema.get("target")
+    target = plain(schema).get("target")
     labels = stream[target].to_numpy(np.float64) if target in stream else None
     chosen = np.random.default_rng(seed).uniform(size=len(bodies)) < label_share
     ids: list[str | None] = [None] * len(bodies)

@@ -24,8 +24,13 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from opsnb import config
+from opsnb.bundle import VerifiedBundle
 from opsnb.errors import ConfigError
 from opsnb.serving.app import ServeOptions, create_app
+
+DEFAULT_HOST = "127.0.0.1"
+"""Loopback: the service is reachable from this machine only unless asked otherwise."""
+DEFAULT_PORT = 8000
 
 
 def app_from_env() -> ASGIApp:
@@ -61,16 +66,19 @@ def bind(host: str, port: int) -> socket.socket:
 def serve(
     options: ServeOptions,
     *,
-    host: str = "127.0.0.1",
-    port: int = 8000,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
     workers: int = 1,
+    verified: VerifiedBundle | None = None,
     on_bound: Callable[[int], None] | None = None,
 ) -> None:
     """Serve ``options.bundle`` on ``host:port`` until SIGTERM or SIGINT.
 
-    With one process the server binds the socket itself, so ``port=0`` takes a free port
-    chosen by the system; ``on_bound`` is called with the port actually bound (before the
-    model loads: poll ``/ready``).
+    ``verified``: the bundle as the caller already verified it; one process loads it without
+    hashing it again (worker processes each verify their own load). With one process the
+    server binds the socket itself, so ``port=0`` takes a free port chosen by the system;
+    ``on_bound`` is called with the port actually bound (before the model loads: poll
+    ``/ready``).
     """
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
@@ -89,7 +97,8 @@ def serve(
         if on_bound is not None:
             on_bound(int(sock.getsockname()[1]))
         common["port"] = sock.getsockname()[1]
-        uvicorn.Server(uvicorn.Config(create_app(options), **common)).run(sockets=[sock])
+        app = create_app(options, verified=verified)
+        uvicorn.Server(uvicorn.Config(app, **common)).run(sockets=[sock])
         return
     if on_bound is not None:
         on_bound(port)
