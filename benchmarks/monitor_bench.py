@@ -26,8 +26,8 @@ import pandas as pd
 
 from opsnb import loans, monitoring
 from opsnb.monitoring import checker, reference
-from opsnb.serving.predlog import PredictionLog
 from opsnb.schema import Schema, target_vector, to_matrix
+from opsnb.serving.predlog import PredictionLog
 
 GOAL_S = 10.0
 GOAL_ROWS = 1_000_000
