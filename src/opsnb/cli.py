@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 _PIPELINE_MODULES = frozenset(
     {"papermill", "nbformat", "ipykernel", "xgboost", "treelite", "tl2cgen", "sklearn", "scipy",
-     "pandera", "matplotlib", "yaml", "tqdm"}
+     "pandera", "matplotlib", "yaml", "tqdm", "nbconvert"}
 )  # fmt: skip
 """What the ``pipeline`` extra installs (by import name)."""
 
@@ -63,7 +63,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     params = _load_params(args)
     # A bar only on a terminal (None: tqdm decides); the per-stage lines always print.
-    bar = tqdm(total=len(STAGES), unit="stage", disable=True if args.quiet else None)
+    # leave=False: once done the bar goes, and the terminal keeps the stage lines and the last one.
+    bar = tqdm(total=len(STAGES), unit="stage", disable=True if args.quiet else None, leave=False)
 
     def progress(stage: Stage, outcome: pipeline.StageOutcome | None) -> None:
         if outcome is None:
@@ -86,7 +87,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     status = result.manifest.data["status"]
-    print(f"run {result.run_id}: {status} -> {result.run_dir}")
+    print(f"run {result.run_id}: {status} -> {result.run_dir / 'report.html'}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from opsnb import report
+
+    run_dir = config.resolve_run_dir(args.run)
+    if not (run_dir / "manifest.json").is_file():
+        raise ConfigError(
+            f"{run_dir} is not a run folder (no manifest.json); pass runs/<id>, a run id or latest"
+        )
+    print(f"report: {report.build(run_dir)}")
     return 0
 
 
@@ -108,7 +121,7 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
                 print(f"cleaned {path}")
         return 0
     if args.action == "adopt":
-        executed = Path(args.from_run) / "notebooks"
+        executed = config.executed_notebooks_dir(args.from_run)
         for path in paths:
             if (executed / path.name).is_file():
                 for cell in hygiene.adopt_checked_outputs(path, executed / path.name):
@@ -305,6 +318,14 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_report_and_stages(sub: Any) -> None:
+    rep = sub.add_parser("report", help="(re)build a run's report.html")
+    rep.add_argument("run", nargs="?", default="latest", help="runs/<id>, a run id, or latest")
+    rep.set_defaults(handler=_cmd_report)
+    stages = sub.add_parser("stages", help="list the stages in order")
+    stages.set_defaults(handler=_cmd_stages)
+
+
 def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement per option
     """The argument parser of ``opsnb``."""
     parser = argparse.ArgumentParser(prog="opsnb", description=__doc__)
@@ -394,8 +415,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     mon.add_argument("--window", default="500", help="rows per window, or a duration: 30s, 5min")
     mon.set_defaults(handler=_cmd_monitor)
 
-    stages = sub.add_parser("stages", help="list the stages in order")
-    stages.set_defaults(handler=_cmd_stages)
+    _add_report_and_stages(sub)
     return parser
 
 

@@ -14,6 +14,7 @@ the manifest belong to :mod:`opsnb.bundle`).
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import math
@@ -136,18 +137,23 @@ def _native_stderr_to_log() -> Iterator[None]:
 
     TL2cgen embeds an older Treelite that prints a version notice on every model it reads from
     a newer one (expected: DESIGN.md pins them so); users should not see it on every compile.
+    TL2cgen's own log lines ("Parallel compilation enabled ...") come through a Python callback
+    that prints to ``sys.stdout``: they go to the log too.
     """
     sys.stderr.flush()
     saved = os.dup(2)
+    printed = io.StringIO()
     with tempfile.TemporaryFile(mode="w+b") as sink:
         os.dup2(sink.fileno(), 2)
         try:
-            yield
+            with contextlib.redirect_stdout(printed):
+                yield
         finally:
             os.dup2(saved, 2)
             os.close(saved)
             sink.seek(0)
-            for line in sink.read().decode(errors="replace").splitlines():
+            native = sink.read().decode(errors="replace").splitlines()
+            for line in [*native, *printed.getvalue().splitlines()]:
                 log.debug("native: %s", line)
 
 

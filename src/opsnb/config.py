@@ -7,6 +7,9 @@ Environment variables:
 - ``OPSNB_RUNS_DIR`` — the runs folder (default ``<project>/runs``); tests point it elsewhere.
 - ``OPSNB_COMPILE_CACHE`` — the compile cache (default ``<runs>/.cache/compile``).
 - ``OPSNB_SERVE_OPTIONS`` — set by ``opsnb serve --workers N`` for its worker processes.
+- ``OPSNB_PROJECT`` — the project root; the runner sets it for the stage kernels it starts.
+- ``OPSNB_BENCH_MODEL``, ``OPSNB_BENCH_SCHEMA`` — set by the service benchmark for the
+  hand-written servers it starts (:mod:`opsnb.bench.baselines`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,12 @@ COMPILE_CACHE_ENV = "OPSNB_COMPILE_CACHE"
 SERVE_OPTIONS_ENV = "OPSNB_SERVE_OPTIONS"
 """Environment variable carrying the serving options (JSON) to worker processes."""
 
+BENCH_MODEL_ENV = "OPSNB_BENCH_MODEL"
+"""The model file the service benchmark's hand-written servers load."""
+
+BENCH_SCHEMA_ENV = "OPSNB_BENCH_SCHEMA"
+"""The ``schema.json`` the service benchmark's hand-written servers encode rows with."""
+
 LAB_RUN = "lab"
 """The run an analyst's notebook uses when no run folder is given."""
 
@@ -32,15 +41,32 @@ LATEST = "latest"
 RANGE_TOLERANCE = 0.2
 """A numeric feature's accepted range: its observed min/max widened by this share of the span."""
 
+PROJECT_ENV = "OPSNB_PROJECT"
+"""Environment variable naming the project root (the runner sets it for stage kernels)."""
+
+ARTIFACT_MODE = 0o644
+"""Permissions of every artifact opsnb writes: the owner writes, the group and others read (a
+non-root serving container, a colleague's notebook). The one place this is decided."""
+
+
+def _project_at(folder: Path) -> bool:
+    return (folder / "pyproject.toml").is_file() and (folder / "notebooks").is_dir()
+
 
 def project_root(start: Path | None = None) -> Path:
-    """Return the nearest folder at or above ``start`` (default: cwd) holding ``pyproject.toml``.
+    """Return the project root: the folder holding ``pyproject.toml`` and ``notebooks/``.
 
-    Falls back to ``start`` itself, so opsnb also works from an installed package.
+    Looked for in order: ``$OPSNB_PROJECT``; at or above ``start`` (default: cwd); at or above
+    this package's own source (an editable install), so a stage kernel whose cwd is a run folder
+    outside the project still finds the project's frozen contracts and compile cache. Falls back
+    to ``start`` itself, so opsnb also works from an installed package.
     """
+    configured = os.environ.get(PROJECT_ENV)
+    if configured and _project_at(Path(configured)):
+        return Path(configured).resolve()
     here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "pyproject.toml").is_file() and (folder / "notebooks").is_dir():
+    for folder in (here, *here.parents, *Path(__file__).resolve().parents):
+        if _project_at(folder):
             return folder
     return here
 

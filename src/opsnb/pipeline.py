@@ -30,11 +30,12 @@ from typing import Any, NoReturn
 
 import papermill
 
-from opsnb import config
+from opsnb import config, report
 from opsnb.artifacts import RunManifest, now_iso, read_json, sha256_file, sha256_json, write_json
 from opsnb.errors import ArtifactError, ConfigError, StageError
-from opsnb.kernels import ensure_kernel
-from opsnb.parameters import notebook_path, route_parameters
+from opsnb.kernels import ensure_kernel, quiet_kernel_manager
+from opsnb.parameters import notebook_path, resolved_parameters, route_parameters
+from opsnb.problem import Problem
 from opsnb.stages import FROZEN_CONTRACT, STAGES, Stage, stage_by_name
 
 log = logging.getLogger(__name__)
@@ -118,10 +119,14 @@ def _all_verify(manifest: RunManifest, relpaths: tuple[str, ...]) -> bool:
 
 
 def _find_reusable(stage: Stage, fp: str, exclude: Path) -> RunManifest | None:
-    """Return the newest other run with a successful, intact execution of fingerprint ``fp``."""
-    manifests = sorted(exclude.parent.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
+    """Return the newest other run with a successful, intact execution of fingerprint ``fp``.
+
+    Only runs in the project's runs folder count: a folder that merely sits beside ``exclude``
+    (a scratch run elsewhere on disk) is never a source.
+    """
+    manifests = sorted(config.runs_root().glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
     for path in reversed(manifests):
-        if path.parent == exclude or path.parent.is_symlink():
+        if path.parent.resolve() == exclude.resolve() or path.parent.is_symlink():
             continue
         other = RunManifest.load(path.parent)
         if _succeeded_with(other, stage, fp):
@@ -186,6 +191,7 @@ def run(
     until: str | None = None,
     force: bool = False,
     on_stage: Callable[[Stage, StageOutcome | None], None] | None = None,
+    report_html: bool = True,
 ) -> RunResult:
     """Run the pipeline (or the stages ``from_stage``..``until``) and return what happened.
 
@@ -197,6 +203,8 @@ def run(
         until: last stage to run.
         force: execute every selected stage even when its fingerprint is unchanged.
         on_stage: called before each stage with ``None`` and after it with its outcome.
+        report_html: write ``report.html`` at the end (a notebook building its inputs does not:
+            its own stage, the one the report would miss, has not run yet).
 
     Raises:
         ConfigError: an unknown parameter or stage, before any kernel starts.
@@ -214,13 +222,19 @@ def run(
     manifest.save()
     kernel = ensure_kernel()
     result = RunResult(folder.name, folder)
-    for stage in selected:
-        if on_stage:
-            on_stage(stage, None)
-        outcome = _run_stage(stage, routed[stage.name], folder, kernel, force=force)
-        result.outcomes.append(outcome)
-        if on_stage:
-            on_stage(stage, outcome)
+    try:
+        for stage in selected:
+            if on_stage:
+                on_stage(stage, None)
+            outcome = _run_stage(stage, routed[stage.name], folder, kernel, force=force)
+            _record_outcome(folder, outcome)
+            result.outcomes.append(outcome)
+            if on_stage:
+                on_stage(stage, outcome)
+    finally:
+        # Even a failed run gets its page: the timeline shows where it stopped and why.
+        if report_html:
+            _write_report(folder)
     manifest = RunManifest.load(folder)
     complete = all(manifest.stages.get(s.name, {}).get("status") == "succeeded" for s in STAGES)
     manifest.data.update(status="succeeded" if complete else "partial", updated=now_iso())
@@ -228,6 +242,41 @@ def run(
     if complete and run_dir is None:
         update_latest(folder)
     return result
+
+
+def _record_outcome(folder: Path, outcome: StageOutcome) -> None:
+    """Note what this invocation did with the stage; keep stages in run order; the problem."""
+    manifest = RunManifest.load(folder)
+    manifest.stages.setdefault(outcome.stage, {})["outcome"] = outcome.status
+    order = [s.name for s in STAGES]
+    manifest.data["stages"] = dict(
+        sorted(manifest.stages.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99)
+    )
+    resolved = _resolved_problem(manifest)
+    if resolved is not None:
+        manifest.data["problem"] = resolved
+    manifest.save()
+
+
+def _resolved_problem(manifest: RunManifest) -> dict[str, Any] | None:
+    """``problem.json`` with the task and target the data resolved (once the schema exists)."""
+    if "problem.json" not in manifest.artifacts or "schema.json" not in manifest.artifacts:
+        return None
+    stated = Problem.from_dict(read_json(manifest.run_dir / "problem.json"))
+    schema = read_json(manifest.run_dir / "schema.json")
+    return stated.resolve(task=schema["task"], target=schema["target"]).to_dict()
+
+
+def _write_report(folder: Path) -> None:
+    """Build ``report.html``; a report that cannot be built is logged, never fails the run."""
+    try:
+        path = report.build(folder)
+    except Exception:  # the run's own outcome matters more than its page
+        log.exception("could not build the report of %s", folder)
+        return
+    manifest = RunManifest.load(folder)
+    manifest.data["report"] = path.name
+    manifest.save()
 
 
 def _run_stage(
@@ -299,7 +348,8 @@ def _start(
     manifest.stages[stage.name] = {
         "status": "running",
         "started": now_iso(),
-        "params": params,
+        "params": resolved_parameters(stage, params),
+        "overrides": params,
         "inputs": inputs,
         "fingerprint": fp,
         "notebook": str(config.executed_notebooks_dir(Path()) / stage.notebook),
@@ -340,6 +390,9 @@ def _execute(stage: Stage, params: dict[str, Any], folder: Path, kernel: str) ->
     t0, cpu0 = time.perf_counter(), _children_cpu()
     error: BaseException | None = None
     config.receipt_path(folder, stage.name).unlink(missing_ok=True)
+    # The kernel's cwd is the run folder, which may lie outside the project: name the project.
+    saved_project = os.environ.get(config.PROJECT_ENV)
+    os.environ[config.PROJECT_ENV] = str(config.project_root())
     try:
         papermill.execute_notebook(
             str(notebook_path(stage)),
@@ -349,9 +402,15 @@ def _execute(stage: Stage, params: dict[str, Any], folder: Path, kernel: str) ->
             cwd=str(folder),
             progress_bar=False,
             log_output=False,
+            kernel_manager_class=quiet_kernel_manager(folder / "logs" / f"{stage.name}.log"),
         )
     except Exception as exc:  # papermill raises its own errors and the kernel's
         error = exc
+    finally:
+        if saved_project is None:
+            del os.environ[config.PROJECT_ENV]
+        else:
+            os.environ[config.PROJECT_ENV] = saved_project
     wall = time.perf_counter() - t0
     done = _take_receipt(folder, stage)
     manifest = RunManifest.load(folder)

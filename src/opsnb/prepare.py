@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from sklearn.model_selection import train_test_split
 
 from opsnb import config
@@ -244,40 +243,28 @@ def profile(prepared: Prepared, *, timestamp: str | None = None) -> dict[str, An
     }
 
 
-def plot_distributions(frame: pd.DataFrame, schema: Schema, *, limit: int = 16) -> Figure:
-    """One small panel per feature (the first ``limit``): histograms or category counts."""
-    features = schema.features[:limit]
-    cols = 4
-    rows = max(1, -(-len(features) // cols))
-    figure = Figure(figsize=(3.2 * cols, 2.4 * rows), layout="constrained")
-    axes = figure.subplots(rows, cols, squeeze=False).ravel()
-    for ax, feature in zip(axes, features, strict=False):
-        column = frame[feature.name]
-        if not feature.is_categorical:
-            ax.hist(pd.to_numeric(column, errors="coerce").dropna(), bins=30, color="tab:blue")
-        else:
-            counts = column.astype("string").value_counts().head(12)
-            ax.barh(counts.index.astype(str), counts.to_numpy(), color="tab:orange")
-            ax.tick_params(axis="y", labelsize=7)
-        missing = float(column.isna().mean())
-        ax.set_title(f"{feature.name} ({missing:.1%} missing)", fontsize=9)
-    for ax in axes[len(features) :]:
-        ax.set_visible(False)
-    return figure
+def splits_table(profile_: dict[str, Any]) -> pd.DataFrame:
+    """Rows, target balance and time range per split, one row each, for a notebook."""
+    rows = []
+    for name, split in profile_["splits"].items():
+        row = {"split": name, **{k: v for k, v in split.items() if k != "time_range"}}
+        if "time_range" in split:
+            row["from"], row["to"] = (str(t)[:19] for t in split["time_range"])
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("split")
 
 
-def plot_balance(profile_: dict[str, Any], *, task: str) -> Figure:
-    """The target's balance per split: positive share (binary) or mean ± std (regression)."""
-    splits = profile_["splits"]
-    names = list(splits)
-    figure = Figure(figsize=(6, 2.6), layout="constrained")
-    ax = figure.subplots()
-    if task == "binary":
-        ax.bar(names, [splits[n]["positive_share"] for n in names], color="tab:green")
-        ax.set_ylabel("positive share")
-    else:
-        means = [splits[n]["target_mean"] for n in names]
-        ax.bar(names, means, yerr=[splits[n]["target_std"] for n in names], color="tab:green")
-        ax.set_ylabel("target mean ± std")
-    ax.set_title("target balance per split", fontsize=10)
-    return figure
+def verdict(
+    profile_: dict[str, Any], *, max_quarantine_share: float, features: int
+) -> dict[str, Any]:
+    """The prepare stage's verdict: quarantine against its limit, the contract, the splits."""
+    quarantine = profile_["quarantine"]
+    passed = quarantine["share"] <= max_quarantine_share
+    sizes = "/".join(f"{s['rows']:,}" for s in profile_["splits"].values())
+    text = (
+        f"{'PASS' if passed else 'FAIL'}: {quarantine['rows']:,} of {profile_['rows_in']:,} rows "
+        f"quarantined ({quarantine['share']:.1%} {'<=' if passed else '>'} max "
+        f"{max_quarantine_share:.0%}); {features} features in the {profile_['contract']} "
+        f"contract; splits {'/'.join(profile_['splits'])} = {sizes} rows"
+    )
+    return {"text": text, "passed": passed}

@@ -146,6 +146,18 @@ class MonitorResult:
         """Alerts grouped by kind and subject (first window, count, worst evidence, action)."""
         return alerting.table(self.alerts)
 
+    def verdict(self) -> dict[str, Any]:
+        """The stage's one-line verdict (``text``, ``passed``): no high-severity alert passes."""
+        high = [a for a in self.alerts if a["severity"] == "high"]
+        kinds = sorted({a["kind"] for a in high})
+        drifted = self.drifted_features()
+        text = (
+            f"{'PASS' if not high else 'FAIL'}: {len(drifted)} of {len(self.reference['features'])}"
+            f" features drifted ({', '.join(drifted) or 'none'}); {len(self.alerts)} alert(s)"
+            + (f", high: {', '.join(kinds)}" if kinds else "")
+        )
+        return {"text": text, "passed": not high}
+
     def drifted_features(self) -> list[str]:
         """Features with at least one drift alert, in schema order."""
         hit = {a["subject"] for a in self.alerts if a["kind"] in ("drift", "new_category")}
