@@ -226,8 +226,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             from opsnb.artifacts import atomic_open
 
             with atomic_open(port_file) as out:  # a reader never sees a partial number
-                out.write(f"{bound}
-")
+                out.write(f"{bound}\n")
 
     serve(options, verified=verified, on_bound=announce, **where)
     return 0
