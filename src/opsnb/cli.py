@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +15,7 @@ import orjson
 import yaml
 from tqdm import tqdm
 
-from opsnb import config, hygiene, pipeline, predictor
+from opsnb import config, hygiene, loans, pipeline, predictor, scoring
 from opsnb.artifacts import write_json
 from opsnb.errors import ConfigError, OpsnbError
 from opsnb.serving import ServeOptions, loadtest, reload, serve
@@ -170,6 +171,77 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rows_bar(args: argparse.Namespace, total: int | None = None) -> tqdm[Any]:
+    return tqdm(
+        total=total, unit="rows", unit_scale=True, disable=True if args.quiet else None,
+        smoothing=0.1, dynamic_ncols=True,
+    )  # fmt: skip
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    # A SIGTERM ends the job like Ctrl-C: the staged files are removed, nothing half-written stays
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    bar = _rows_bar(args)
+
+    def start(total: int | None) -> None:
+        bar.reset(total=total)
+
+    try:
+        summary = scoring.score(
+            args.run,
+            args.input,
+            args.out,
+            threads=args.threads,
+            chunk_rows=args.chunk_rows,
+            engine=args.engine,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            on_rows=bar.update,
+            on_start=start,
+        )
+    finally:
+        bar.close()
+    print(summary.sentence())
+    print(f"quarantine: {summary.quarantine}")
+    return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    bar = _rows_bar(args, args.rows)
+    try:
+        parts = loans.write_loan_parts(
+            args.out, args.rows, seed=args.seed, rows_per_part=args.rows_per_part,
+            on_part=bar.update,
+        )  # fmt: skip
+    finally:
+        bar.close()
+    print(f"wrote {args.rows:,} loan applications as {len(parts)} Parquet parts in {args.out}")
+    return 0
+
+
+def _add_batch_commands(sub: Any) -> None:
+    """``opsnb score`` and ``opsnb generate``."""
+    sc = sub.add_parser("score", help="score a CSV/Parquet file, folder or glob of any size")
+    sc.add_argument("run", help="run folder (runs/<id>, runs/latest) or bundle folder")
+    sc.add_argument("input", help="a .csv or .parquet file, a folder of Parquet parts, a glob")
+    sc.add_argument("--out", required=True, help="scores (.parquet; a folder on Dask)")
+    sc.add_argument("--threads", type=int, default=1, help="predictor threads (per worker)")
+    sc.add_argument("--chunk-rows", type=int, default=scoring.CHUNK_ROWS, help="rows a chunk")
+    sc.add_argument("--engine", choices=scoring.ENGINES, default="chunked")
+    sc.add_argument("--scheduler", help="with --engine dask: scheduler address (tcp://host:8786)")
+    sc.add_argument("--workers", type=int, help="with --engine dask and no --scheduler: workers")
+    sc.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sc.set_defaults(handler=_cmd_score)
+
+    gen = sub.add_parser("generate", help="write N loan applications as Parquet parts")
+    gen.add_argument("--rows", type=lambda t: int(t.replace("_", "")), required=True)
+    gen.add_argument("--out", required=True, help="a new folder")
+    gen.add_argument("--seed", type=int, default=42)
+    gen.add_argument("--rows-per-part", type=int, default=loans.PART_ROWS)
+    gen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    gen.set_defaults(handler=_cmd_generate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``opsnb``."""
     parser = argparse.ArgumentParser(prog="opsnb", description=__doc__)
@@ -246,8 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--json", action="store_true", help="print the summary as JSON")
     load.set_defaults(handler=_cmd_loadtest)
 
-    stages = sub.add_parser("stages", help="list the stages in order")
-    stages.set_defaults(handler=_cmd_stages)
+    _add_batch_commands(sub)
+
+    sub.add_parser("stages", help="list the stages in order").set_defaults(handler=_cmd_stages)
     return parser
 
 

@@ -1,0 +1,177 @@
+"""Batch scoring of files of any size through the compiled library, in chunks or on Dask.
+
+:func:`score` reads the input in bounded chunks (:mod:`opsnb.inputs`), checks every row against
+the bundle's frozen schema and encodes it in one pass (:mod:`opsnb.rowcheck`), scores the
+conforming rows with the verified in-process predictor and streams two Parquet files:
+
+- the scores: ``source`` (the input file's name), ``row`` (the row's position in that file;
+  for CSV among its well-formed lines), the schema's id columns when the input has them,
+  ``prediction`` (a probability or a value) and ``model_version``;
+- the quarantine (``<out>.quarantine.parquet``): each refused row's ``source``, ``row``,
+  ``reason``, ``column``, ``value`` and the whole input ``record`` as JSON; a malformed CSV line
+  is kept as its text with reason ``malformed CSV line``.
+
+Both are written under hidden temporary names and renamed into place only when every row was
+read, scored or quarantined; the summary (``<out>.summary.json``: rows in, scored, quarantined
+by reason, rows/s) is renamed last, so its presence means the job completed. An interrupted job
+leaves nothing under the final names. ``engine="dask"`` runs the same per-chunk code on a Dask
+cluster (:mod:`opsnb.cluster`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from opsnb.artifacts import read_json, write_json
+from opsnb.batch import (
+    MALFORMED,
+    QUARANTINE_SCHEMA,
+    ScoreSummary,
+    malformed_table,
+    output_schema,
+    read_columns,
+    resolve_bundle,
+    score_table,
+    side_paths,
+    staged,
+)
+from opsnb.errors import ConfigError
+from opsnb.inputs import BadLines, InputSet, read_pieces, resolve_input
+from opsnb.predictor import CompiledModel, load_bundle
+
+CHUNK_ROWS = 131_072
+"""Rows scored at once by the chunked engine: large enough that per-chunk overheads vanish,
+small enough that a chunk's columns take a few tens of MB."""
+ENGINES = ("chunked", "dask")
+
+
+def score(
+    run: str | os.PathLike[str],
+    input_spec: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    threads: int = 1,
+    chunk_rows: int = CHUNK_ROWS,
+    engine: str = "chunked",
+    scheduler: str | None = None,
+    workers: int | None = None,
+    on_rows: Callable[[int], object] | None = None,
+    on_start: Callable[[int | None], object] | None = None,
+) -> ScoreSummary:
+    """Score every row of ``input_spec`` with the bundle of ``run``; write ``out`` (see module).
+
+    Args:
+        run: a run folder or a bundle folder.
+        input_spec: a CSV or Parquet file, a folder of Parquet parts, or a glob.
+        out: the scores' path (a Parquet file; on Dask a folder of parts).
+        threads: predictor threads (per worker on Dask).
+        chunk_rows: rows per chunk (Parquet); bounds memory.
+        engine: ``chunked`` (this process) or ``dask``.
+        scheduler: on Dask, a scheduler address; ``None`` starts a LocalCluster.
+        workers: LocalCluster workers (default: one per core).
+        on_rows: called with each chunk's row count (a progress bar).
+        on_start: called once with the total row count when known.
+
+    Raises:
+        ConfigError: an unknown engine, a bad option, no bundle at ``run``.
+        DataError: an unreadable input (naming the file); SchemaError: missing features.
+    """
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
+    if chunk_rows < 1 or threads < 1:
+        raise ConfigError(f"chunk_rows and threads must be >= 1, got {chunk_rows}, {threads}")
+    bundle = resolve_bundle(run)
+    if engine == "dask":
+        from opsnb import cluster  # noqa: PLC0415 - dask is an optional extra
+
+        return cluster.score_on_dask(
+            bundle, input_spec, Path(out), threads=threads, chunk_rows=chunk_rows,
+            scheduler=scheduler, workers=workers, on_start=on_start,
+        )  # fmt: skip
+    started = time.perf_counter()
+    model = load_bundle(bundle, threads=threads)  # verifies every bundle file first
+    try:
+        schema: dict[str, Any] = read_json(bundle / "schema.json")
+        inputs = resolve_input(input_spec, [f["name"] for f in schema["features"]])
+        if on_start is not None:
+            on_start(inputs.rows)
+        return _score_chunked(
+            model, schema, inputs, Path(out), chunk_rows=chunk_rows, on_rows=on_rows,
+            started=started,
+        )  # fmt: skip
+    finally:
+        model.close()
+
+
+def _score_chunked(
+    model: CompiledModel,
+    schema: dict[str, Any],
+    inputs: InputSet,
+    out: Path,
+    *,
+    chunk_rows: int,
+    on_rows: Callable[[int], object] | None,
+    started: float,
+) -> ScoreSummary:
+    columns, ids = read_columns(schema, inputs)
+    quarantine_path, summary_path = side_paths(out)
+    summary_path.unlink(missing_ok=True)  # no stale "complete" beside a job under way
+    counts: Counter[str] = Counter()
+    rows_in = scored = 0
+    bad = BadLines()
+    with staged(out) as tmp_out, staged(quarantine_path) as tmp_q:
+        with (
+            pq.ParquetWriter(tmp_out, output_schema(ids)) as writer,
+            pq.ParquetWriter(tmp_q, QUARANTINE_SCHEMA) as qwriter,
+        ):
+            for path in inputs.files:
+                offset = 0
+                for table in read_pieces(
+                    path, inputs.format, columns, chunk_rows=chunk_rows, bad=bad
+                ):
+                    n = table.num_rows
+                    rows = np.arange(offset, offset + n, dtype=np.int64)
+                    scores, refused = score_table(
+                        model, schema, table, source=path.name, rows=rows, ids=ids
+                    )
+                    writer.write_table(scores)
+                    lines = bad.take()
+                    if lines:
+                        refused = pa.concat_tables([refused, malformed_table(lines)])
+                    if refused.num_rows:
+                        qwriter.write_table(refused)
+                        counts.update(refused.column("reason").to_pylist())
+                    offset += n
+                    rows_in += n + len(lines)
+                    scored += scores.num_rows
+                    if on_rows is not None:
+                        on_rows(n + len(lines))
+                lines = bad.take()  # lines of a file's last block arrive after its last batch
+                if lines:
+                    qwriter.write_table(malformed_table(lines))
+                    counts[MALFORMED] += len(lines)
+                    rows_in += len(lines)
+        summary = ScoreSummary(
+            rows_in=rows_in,
+            scored=scored,
+            quarantined=sum(counts.values()),
+            reasons=dict(counts),
+            wall_s=round(time.perf_counter() - started, 3),
+            engine="chunked",
+            model_version=model.version,
+            output=str(out),
+            quarantine=str(quarantine_path),
+            files=len(inputs.files),
+            extra={"threads": model.threads, "chunk_rows": chunk_rows},
+        )
+    write_json(summary_path, summary.to_dict())
+    return summary
