@@ -178,3 +178,28 @@ def serving_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
                        *small_args(), env={config.RUNS_ENV: str(runs)})  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return runs / "served"
+
+
+@pytest.fixture(scope="session")
+def loans_bundle(tmp_path_factory: pytest.TempPathFactory, compile_cache: Path) -> Path:
+    """A compiled bundle of a small loans model (ids, categories, ranges): batch scoring tests."""
+    import xgboost as xgb
+
+    from opsnb import compiler, training, validation
+    from opsnb.loans import loan_applications
+
+    folder = tmp_path_factory.mktemp("loans-bundle")
+    frame = loan_applications(3000, seed=3)
+    schema = validation.infer_schema(frame, target="default", task="binary", timestamp="applied_at")
+    params = {**training.base_params("binary", seed=0, threads=1), "max_depth": 3}
+    booster = xgb.train(params, training.frame_to_dmatrix(frame, schema), 20)
+    booster.save_model(folder / "model.ubj")
+    validation.freeze(schema, folder / "schema.json")
+    compiler.compile_bundle(
+        folder / "model.ubj",
+        folder / "bundle",
+        schema_path=folder / "schema.json",
+        sample=validation.to_matrix(frame.head(500), schema),
+        cache_dir=compile_cache,
+    )
+    return folder / "bundle"

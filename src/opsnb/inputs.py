@@ -214,7 +214,7 @@ def read_pieces(
     """
     try:
         if fmt == "parquet":
-            handle = pq.ParquetFile(path)
+            handle = pq.ParquetFile(path, page_checksum_verification=True)
             present = [c for c in columns if c in handle.schema_arrow.names]
             for batch in handle.iter_batches(batch_size=chunk_rows, columns=present):
                 yield pa.Table.from_batches([batch])

@@ -165,7 +165,9 @@ def write_loan_parts(
                 days=span,
                 first_id=first,
             )
-            frame.to_parquet(staging / f"part-{k:05d}.parquet", index=False)
+            frame.to_parquet(
+                staging / f"part-{k:05d}.parquet", index=False, write_page_checksum=True
+            )
             del frame
             if on_part is not None:
                 on_part(rows)

@@ -39,6 +39,7 @@ from opsnb.batch import (
     malformed_table,
     output_schema,
     read_columns,
+    read_summary,
     resolve_bundle,
     score_table,
     side_paths,
@@ -52,6 +53,7 @@ CHUNK_ROWS = 131_072
 """Rows scored at once by the chunked engine: large enough that per-chunk overheads vanish,
 small enough that a chunk's columns take a few tens of MB."""
 ENGINES = ("chunked", "dask")
+__all__ = ["CHUNK_ROWS", "ENGINES", "MALFORMED", "ScoreSummary", "read_summary", "score"]
 
 
 def score(
