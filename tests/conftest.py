@@ -10,10 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import xgboost as xgb
 
 from model_kinds import bundle_of, train_kind
-from opsnb import config
+from opsnb import compiler, config, training, validation
 from opsnb.artifacts import RunManifest
+from opsnb.loans import loan_applications
 
 # Small enough for seconds per stage, large enough for a model with real signal.
 SMALL = {"n_rows": 2500, "production_rows": 600, "max_depth": [3], "max_rounds": 120}
@@ -183,11 +185,6 @@ def serving_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def loans_bundle(tmp_path_factory: pytest.TempPathFactory, compile_cache: Path) -> Path:
     """A compiled bundle of a small loans model (ids, categories, ranges): batch scoring tests."""
-    import xgboost as xgb
-
-    from opsnb import compiler, training, validation
-    from opsnb.loans import loan_applications
-
     folder = tmp_path_factory.mktemp("loans-bundle")
     frame = loan_applications(3000, seed=3)
     schema = validation.infer_schema(frame, target="default", task="binary", timestamp="applied_at")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -40,7 +39,8 @@ def test_chunked_scores_equal_the_in_process_predictor(loans_bundle, parts, tmp_
     scores = pd.read_parquet(out)
     quarantine = pd.read_parquet(tmp_path / "scores.quarantine.parquet")
     assert summary.rows_in == ROWS == summary.scored + summary.quarantined
-    assert len(scores) == summary.scored and len(quarantine) == summary.quarantined
+    assert len(scores) == summary.scored
+    assert len(quarantine) == summary.quarantined
     whole = _whole(parts)
     refused = set(quarantine["record"].map(lambda r: json.loads(r)["application_id"]))
     kept = whole[~whole["application_id"].isin(refused)]
@@ -56,9 +56,11 @@ def test_chunked_scores_equal_the_in_process_predictor(loans_bundle, parts, tmp_
         "source", "row", "application_id", "prediction", "model_version"
     ]  # fmt: skip
     first = scores[scores["source"] == "part-00001.parquet"]["row"]
-    assert first.min() >= 0 and first.max() < 1000  # rows count within their file
+    assert first.min() >= 0
+    assert first.max() < 1000
     done = scoring.read_summary(out)
-    assert done["rows_in"] == ROWS and done["rows_per_s"] > 0
+    assert done["rows_in"] == ROWS
+    assert done["rows_per_s"] > 0
 
 
 def test_rows_that_break_the_schema_are_quarantined_with_their_reason(loans_bundle, tmp_path):
@@ -73,7 +75,8 @@ def test_rows_that_break_the_schema_are_quarantined_with_their_reason(loans_bund
     frame.to_parquet(tmp_path / "in.parquet", index=False)
     summary = scoring.score(loans_bundle, tmp_path / "in.parquet", tmp_path / "out.parquet")
     quarantine = pd.read_parquet(tmp_path / "out.quarantine.parquet").set_index("row")
-    assert summary.quarantined == 5 and summary.scored == 295
+    assert summary.quarantined == 5
+    assert summary.scored == 295
     assert quarantine.loc[3, ["reason", "column", "value"]].tolist() == [
         "wrong type", "credit_score", "seven hundred"
     ]  # fmt: skip
@@ -98,8 +101,10 @@ def test_a_csv_with_a_bad_line_in_the_middle_quarantines_that_line(loans_bundle,
     summary = scoring.score(loans_bundle, path, tmp_path / "out.parquet", chunk_rows=256)
     quarantine = pd.read_parquet(tmp_path / "out.quarantine.parquet")
     malformed = quarantine[quarantine["reason"] == scoring.MALFORMED]
-    assert len(malformed) == 1 and "A-broken" in malformed["record"].iloc[0]
-    assert summary.rows_in == 2001 and summary.scored + summary.quarantined == 2001
+    assert len(malformed) == 1
+    assert "A-broken" in malformed["record"].iloc[0]
+    assert summary.rows_in == 2001
+    assert summary.scored + summary.quarantined == 2001
     parquet = tmp_path / "in.parquet"
     frame.to_parquet(parquet, index=False)
     same = scoring.score(loans_bundle, parquet, tmp_path / "p.parquet")
@@ -145,7 +150,7 @@ def test_bad_specs_and_options_are_refused(loans_bundle, tmp_path):
     (tmp_path / "x.json").write_text("{}")
     with pytest.raises(DataError, match="neither CSV nor Parquet"):
         scoring.score(loans_bundle, tmp_path / "x.json", tmp_path / "o.parquet")
-    with pytest.raises(DataError, match="holds no .parquet or .csv"):
+    with pytest.raises(DataError, match=r"holds no \.parquet or \.csv"):
         scoring.score(loans_bundle, tmp_path, tmp_path / "o.parquet")
     with pytest.raises(ConfigError, match="unknown engine 'spark'"):
         scoring.score(loans_bundle, tmp_path, tmp_path / "o.parquet", engine="spark")
@@ -204,9 +209,11 @@ def test_the_score_command_prints_the_summary(loans_bundle, parts, tmp_path):
     out = tmp_path / "scores.parquet"
     result = opsnb_cli("score", str(loans_bundle), str(parts), "--out", str(out), "-q")
     assert result.returncode == 0, result.stderr
-    assert f"{ROWS:,} rows in" in result.stdout and "quarantine:" in result.stdout
+    assert f"{ROWS:,} rows in" in result.stdout
+    assert "quarantine:" in result.stdout
     bad = opsnb_cli("score", str(loans_bundle), str(tmp_path / "none.parquet"), "--out", "x")
-    assert bad.returncode == 1 and "error: input" in bad.stderr
+    assert bad.returncode == 1
+    assert "error: input" in bad.stderr
 
 
 def test_generate_writes_parts_without_holding_them(tmp_path):
@@ -218,7 +225,8 @@ def test_generate_writes_parts_without_holding_them(tmp_path):
     files = sorted((tmp_path / "g").iterdir())
     assert [p.name for p in files] == [f"part-0000{i}.parquet" for i in range(3)]
     frame = pd.concat([pd.read_parquet(p) for p in files])
-    assert len(frame) == 2500 and frame["application_id"].is_unique
+    assert len(frame) == 2500
+    assert frame["application_id"].is_unique
     assert frame["applied_at"].is_monotonic_increasing
     with pytest.raises(ConfigError, match="not an empty folder"):
         loans.write_loan_parts(tmp_path / "g", 10)

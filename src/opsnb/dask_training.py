@@ -73,7 +73,8 @@ def check_partitions(frame: Any, schema: dict[str, Any], *, name: str) -> int:
     bad, rows = _compute(frame.map_partitions(_violating, schema, meta=meta), frame.shape[0])
     if len(bad):
         first = bad.head(3)
-        examples = "; ".join(f"{r} in {c}" for r, c in zip(first["reason"], first["column"]))
+        pairs = zip(first["reason"], first["column"], strict=True)
+        examples = "; ".join(f"{r} in {c}" for r, c in pairs)
         raise SchemaError(
             f"split {name} has {len(bad):,} rows that break schema.json ({examples}); it was "
             "sealed by prepare, so the split or the schema changed: re-run prepare",
@@ -140,9 +141,9 @@ def choose(
     train_path: Path,
     valid_path: Path,
     schema: dict[str, Any],
+    *,
     task: str,
     grid: list[dict[str, Any]],
-    *,
     seed: int,
     folds: int = 3,
     max_rounds: int = 400,
@@ -184,9 +185,9 @@ def fit(
     train_path: Path,
     valid_path: Path,
     schema: dict[str, Any],
+    *,
     task: str,
     hyperparameters: dict[str, Any],
-    *,
     seed: int,
     early_stopping_rounds: int = 30,
     scheduler: str = "",
