@@ -31,7 +31,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
@@ -307,8 +306,9 @@ def score_on_dask(
                 out_dir=str(tmp_out), quarantine_dir=str(tmp_q), meta=_TALLY,
                 enforce_metadata=False,
             )  # fmt: skip
-            with dask.config.set({"distributed.scheduler.allowed-failures": RETRIES}):
-                tally = client.compute(tallies, retries=RETRIES).result()
+            # A worker's death reschedules its partitions (the scheduler's allowed-failures);
+            # an exception in a partition is retried RETRIES times before the job fails.
+            tally = client.compute(tallies, retries=RETRIES).result()
             _check_complete(tally, len(parts), tmp_out, tmp_q)
             loads = client.run(bundle_loads, plugin.key)
         client.unregister_worker_plugin(plugin.name)
