@@ -14,10 +14,12 @@ from __future__ import annotations
 import csv
 import glob
 import os
+import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -27,6 +29,7 @@ import pyarrow.parquet as pq
 from opsnb.errors import DataError, SchemaError
 from opsnb.tables import CSV_SUFFIXES, MISSING_TOKENS, PARQUET_SUFFIXES
 
+T = TypeVar("T")
 CSV_BLOCK_BYTES = 8 << 20
 """Bytes of CSV text parsed at once: about 100,000 rows of a dozen columns."""
 
@@ -227,3 +230,49 @@ def read_pieces(
             f"input part {path} could not be read to the end ({exc}); re-write or remove that "
             "part and score again"
         ) from exc
+
+
+_DONE = object()
+
+
+def prefetch(items: Iterator[T], *, depth: int = 2) -> Iterator[T]:
+    """Run ``items`` in a thread up to ``depth`` items ahead of the consumer.
+
+    Reading Parquet or parsing CSV releases the GIL, so the next chunk is read while this one
+    is scored. An exception in the thread is raised here; when the consumer stops early (an
+    error, an interrupt) the thread stops at its next item.
+    """
+    ready: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[Any, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=0.1)
+            except queue.Full:
+                continue
+            return True
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((_DONE, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            put((_DONE, exc))
+
+    thread = threading.Thread(target=produce, name="opsnb-read", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = ready.get()
+            if error is not None:
+                raise error
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)

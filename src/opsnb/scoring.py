@@ -23,7 +23,8 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ from opsnb.batch import (
     staged,
 )
 from opsnb.errors import ConfigError
-from opsnb.inputs import BadLines, InputSet, read_pieces, resolve_input
+from opsnb.inputs import BadLines, InputSet, prefetch, read_pieces, resolve_input
 from opsnb.predictor import CompiledModel, load_bundle
 
 CHUNK_ROWS = 131_072
@@ -114,6 +115,30 @@ def score(
         model.close()
 
 
+def _chunks(
+    inputs: InputSet, columns: list[str], chunk_rows: int
+) -> Iterator[tuple[str, np.ndarray, pa.Table, list[tuple[str, str]]]]:
+    """Each chunk of every file: its file's name, row numbers, table, malformed lines."""
+    bad = BadLines()
+    for path in inputs.files:
+        offset = 0
+        for table in read_pieces(path, inputs.format, columns, chunk_rows=chunk_rows, bad=bad):
+            rows = np.arange(offset, offset + table.num_rows, dtype=np.int64)
+            offset += table.num_rows
+            yield path.name, rows, table, bad.take()
+        lines = bad.take()  # lines of a file's last block arrive after its last batch
+        if lines:
+            yield path.name, np.empty(0, np.int64), pa.table({c: [] for c in columns}), lines
+
+
+def _write(
+    writer: pq.ParquetWriter, scores: pa.Table, qwriter: pq.ParquetWriter, refused: pa.Table
+) -> None:
+    writer.write_table(scores)
+    if refused.num_rows:
+        qwriter.write_table(refused)
+
+
 def _score_chunked(
     model: CompiledModel,
     schema: dict[str, Any],
@@ -129,39 +154,35 @@ def _score_chunked(
     summary_path.unlink(missing_ok=True)  # no stale "complete" beside a job under way
     counts: Counter[str] = Counter()
     rows_in = scored = 0
-    bad = BadLines()
-    with staged(out) as tmp_out, staged(quarantine_path) as tmp_q:
+    chunks = prefetch(_chunks(inputs, columns, chunk_rows), depth=2)
+    with (
+        staged(out) as tmp_out,
+        staged(quarantine_path) as tmp_q,
+        ThreadPoolExecutor(1, "opsnb-write") as behind,
+    ):
+        # Reading (one thread ahead), checking and scoring (here), writing (one thread behind)
+        # overlap: the predictor's threads are not kept waiting on I/O.
+        pending: Future[None] | None = None
         with (
             pq.ParquetWriter(tmp_out, output_schema(ids)) as writer,
             pq.ParquetWriter(tmp_q, QUARANTINE_SCHEMA) as qwriter,
         ):
-            for path in inputs.files:
-                offset = 0
-                for table in read_pieces(
-                    path, inputs.format, columns, chunk_rows=chunk_rows, bad=bad
-                ):
-                    n = table.num_rows
-                    rows = np.arange(offset, offset + n, dtype=np.int64)
-                    scores, refused = score_table(
-                        model, schema, table, source=path.name, rows=rows, ids=ids
-                    )
-                    writer.write_table(scores)
-                    lines = bad.take()
-                    if lines:
-                        refused = pa.concat_tables([refused, malformed_table(lines)])
-                    if refused.num_rows:
-                        qwriter.write_table(refused)
-                        counts.update(refused.column("reason").to_pylist())
-                    offset += n
-                    rows_in += n + len(lines)
-                    scored += scores.num_rows
-                    if on_rows is not None:
-                        on_rows(n + len(lines))
-                lines = bad.take()  # lines of a file's last block arrive after its last batch
+            for source, rows, table, lines in chunks:
+                scores, refused = score_table(
+                    model, schema, table, source=source, rows=rows, ids=ids
+                )
                 if lines:
-                    qwriter.write_table(malformed_table(lines))
-                    counts[MALFORMED] += len(lines)
-                    rows_in += len(lines)
+                    refused = pa.concat_tables([refused, malformed_table(lines)])
+                counts.update(refused.column("reason").to_pylist())
+                if pending is not None:
+                    pending.result()
+                pending = behind.submit(_write, writer, scores, qwriter, refused)
+                rows_in += table.num_rows + len(lines)
+                scored += scores.num_rows
+                if on_rows is not None:
+                    on_rows(table.num_rows + len(lines))
+            if pending is not None:
+                pending.result()
         summary = ScoreSummary(
             rows_in=rows_in,
             scored=scored,
