@@ -23,9 +23,9 @@ import pandas as pd
 import pytest
 from distributed import Client
 
-from conftest import opsnb_cli, small_args
 from opsnb import cluster, config, loans, scoring
 from opsnb.errors import ConfigError
+from tests.support import opsnb_cli, small_args
 
 pytestmark = pytest.mark.slow
 DASK = str(Path(sys.executable).parent / "dask")

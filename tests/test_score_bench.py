@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import PROJECT
+from tests.support import PROJECT
 
 
 @pytest.mark.slow

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import PROJECT, opsnb_cli
 from opsnb import loans, scoring
 from opsnb.errors import ConfigError, DataError, SchemaError
 from opsnb.predictor import load_bundle
+from tests.support import PROJECT, opsnb_cli
 
 ROWS = 4000
 

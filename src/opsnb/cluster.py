@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from distributed import Client, LocalCluster, WorkerPlugin, get_worker
 
+from opsnb import config
 from opsnb.artifacts import read_json, sha256_bytes, write_json
 from opsnb.batch import (
     ScoreSummary,
@@ -56,8 +57,7 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 10.0
 RETRIES = 3
 """Times a partition is retried after its worker died or it failed."""
-DELAY_ENV = "OPSNB_TEST_PARTITION_DELAY_S"
-"""Test knob: seconds each partition sleeps first, so a test can kill a worker mid-job."""
+DELAY_ENV = config.PARTITION_DELAY_ENV
 _MODELS: dict[str, tuple[CompiledModel, dict[str, Any]]] = {}
 _LOADS: Counter[str] = Counter()
 _ROW, _SOURCE, _LINE = "_opsnb_row", "_opsnb_source", "_opsnb_malformed"

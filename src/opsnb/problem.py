@@ -64,11 +64,6 @@ class Problem:
         if not self.target:
             raise ConfigError("target is empty; name the label column")
 
-    @property
-    def resolved(self) -> bool:
-        """True when task, target and metric are all known (no ``"auto"`` left)."""
-        return AUTO not in (self.task, self.target, self.metric) and self.quality_floor is not None
-
     def resolve(self, *, task: str, target: str) -> Problem:
         """Return this problem with the task and target the data showed, metric and floor filled.
 
