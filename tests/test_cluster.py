@@ -24,7 +24,8 @@ import pytest
 from distributed import Client
 
 from opsnb import cluster, config, loans, scoring
-from opsnb.errors import ConfigError
+from opsnb.errors import ConfigError, OpsnbError
+from opsnb.inputs import resolve_input
 from tests.support import opsnb_cli, small_args
 
 pytestmark = pytest.mark.slow
@@ -196,3 +197,29 @@ def test_training_on_a_separate_scheduler_matches_one_machine(
     assert set(metrics["scores"]) == set(single["scores"])
     assert abs(metrics["scores"]["auc"] - single["scores"]["auc"]) <= 0.005
     assert np.isfinite(metrics["scores"]["auc"])
+
+
+def test_partitions_are_row_group_ranges_with_their_first_row(tmp_path):
+    frame = loans.loan_applications(450, seed=2)
+    frame.to_parquet(tmp_path / "a.parquet", index=False, row_group_size=100)
+    inputs = resolve_input(tmp_path / "a.parquet", ["age"])
+    path = str(tmp_path / "a.parquet")
+    assert cluster.pieces(inputs, partition_rows=200) == [
+        (path, [0, 1], 0), (path, [2, 3], 200), (path, [4], 400)
+    ]  # fmt: skip
+    piece = cluster.read_piece((path, [2, 3], 200), fmt="parquet", columns=["age"], chunk_rows=50)
+    assert piece["_opsnb_row"].tolist() == list(range(200, 400))
+    np.testing.assert_array_equal(piece["age"], frame["age"].iloc[200:400])
+
+
+def test_a_job_with_a_partition_missing_is_refused_as_incomplete(tmp_path):
+    out, quarantine = tmp_path / "out", tmp_path / "q"
+    out.mkdir()
+    quarantine.mkdir()
+    for number in (0, 2):
+        for folder in (out, quarantine):
+            (folder / f"part-{number:05d}.parquet").write_bytes(b"")
+    tally = pd.DataFrame({"partition": [0, 2]})
+    with pytest.raises(OpsnbError, match=r"Dask job incomplete: partitions \[1\] of 3"):
+        cluster._check_complete(tally, 3, out, quarantine)
+    cluster._check_complete(pd.DataFrame({"partition": [0]}), 1, out, quarantine)
