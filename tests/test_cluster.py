@@ -97,7 +97,12 @@ def _same_scores(dask_out: Path, chunked_out: Path) -> None:
 
 def test_a_local_cluster_scores_what_the_chunked_engine_scores(loans_bundle, parts, tmp_path):
     chunked = scoring.score(loans_bundle, parts, tmp_path / "c.parquet")
-    summary = scoring.score(loans_bundle, parts, tmp_path / "d", engine="dask", workers=2)
+    progress: list[int] = []
+    summary = scoring.score(
+        loans_bundle, parts, tmp_path / "d", engine="dask", workers=2, on_rows=progress.append
+    )
+    assert len(progress) == 6  # the bar moves a partition at a time
+    assert sum(progress) == summary.rows_in
     _same_scores(tmp_path / "d", tmp_path / "c.parquet")
     assert (summary.rows_in, summary.scored, summary.quarantined) == (
         chunked.rows_in, chunked.scored, chunked.quarantined

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from distributed import Client, LocalCluster, WorkerPlugin, get_worker
+from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_worker
 
 from opsnb import config
 from opsnb.artifacts import read_json, sha256_bytes, write_json
@@ -279,6 +279,7 @@ def score_on_dask(
     scheduler: str | None = None,
     workers: int | None = None,
     on_start: Callable[[int | None], object] | None = None,
+    on_rows: Callable[[int], object] | None = None,
 ) -> ScoreSummary:
     """Score on Dask; see the module docstring and :func:`opsnb.scoring.score`."""
     started = time.perf_counter()
@@ -308,7 +309,13 @@ def score_on_dask(
             )  # fmt: skip
             # A worker's death reschedules its partitions (the scheduler's allowed-failures);
             # an exception in a partition is retried RETRIES times before the job fails.
-            tally = client.compute(tallies, retries=RETRIES).result()
+            futures = client.compute(tallies.to_delayed(), retries=RETRIES)
+            done = []
+            for future in as_completed(futures):  # a partition at a time, for the progress bar
+                done.append(future.result())
+                if on_rows is not None:
+                    on_rows(int(done[-1]["rows_in"].sum()))
+            tally = pd.concat(done, ignore_index=True) if done else _TALLY
             _check_complete(tally, len(parts), tmp_out, tmp_q)
             loads = client.run(bundle_loads, plugin.key)
         client.unregister_worker_plugin(plugin.name)

@@ -98,7 +98,7 @@ def score(
 
         return cluster.score_on_dask(
             bundle, input_spec, Path(out), threads=threads, chunk_rows=chunk_rows,
-            scheduler=scheduler, workers=workers, on_start=on_start,
+            scheduler=scheduler, workers=workers, on_start=on_start, on_rows=on_rows,
         )  # fmt: skip
     started = time.perf_counter()
     model = load_bundle(bundle, threads=threads)  # verifies every bundle file first
