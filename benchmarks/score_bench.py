@@ -104,7 +104,7 @@ def dask_rate(bundle: Path, source: Path, out: Path, *, workers: int) -> float:
         n_workers=workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
     ) as local:
         best = 0.0
-        for attempt in range(2):  # the first job also ships the bundle to the workers
+        for attempt in range(3):  # best of 3: the machine is shared, single runs vary by 2x
             summary = scoring.score(
                 bundle, source, out / f"{workers}-{attempt}", engine="dask",
                 scheduler=local.scheduler_address,

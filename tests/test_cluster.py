@@ -127,7 +127,7 @@ def test_a_separate_scheduler_scores_through_the_command(scheduler, loans_bundle
     done = scoring.read_summary(tmp_path / "d")
     # six partitions on two workers: each worker verified and loaded the bundle exactly once
     assert sorted(done["extra"]["bundle_loads"].values()) == [1, 1]
-    assert sum(done["extra"]["by_worker"].values()) == 6
+    assert sum(w["partitions"] for w in done["extra"]["by_worker"].values()) == 6
 
 
 def test_an_unreachable_scheduler_is_one_clear_error(loans_bundle, parts, tmp_path, monkeypatch):

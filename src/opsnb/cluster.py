@@ -213,6 +213,7 @@ def score_partition(
     partition_info: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Score one partition on a worker; write its parts; return its one-row tally."""
+    started = time.perf_counter()
     delay = float(os.environ.get(DELAY_ENV, "0") or 0)
     if delay:
         time.sleep(delay)
@@ -239,6 +240,7 @@ def score_partition(
             "quarantined": [refused.num_rows],
             "reasons": [";".join(f"{r}={n}" for r, n in sorted(reasons.items()))],
             "worker": [get_worker().address],
+            "seconds": [time.perf_counter() - started],
         }
     )
 
@@ -251,6 +253,7 @@ _TALLY = pd.DataFrame(
         "quarantined": pd.Series(dtype="int64"),
         "reasons": pd.Series(dtype="object"),
         "worker": pd.Series(dtype="object"),
+        "seconds": pd.Series(dtype="float64"),
     }
 )
 
@@ -343,8 +346,13 @@ def score_on_dask(
     return summary
 
 
-def _by_worker(tally: pd.DataFrame) -> dict[str, int]:
-    return {str(k): int(v) for k, v in tally.groupby("worker")["partition"].count().items()}
+def _by_worker(tally: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Partitions and busy seconds per worker."""
+    groups = tally.groupby("worker")
+    return {
+        str(worker): {"partitions": len(g), "busy_s": round(float(g["seconds"].sum()), 3)}
+        for worker, g in groups
+    }
 
 
 def _check_complete(tally: pd.DataFrame, expected: int, out: Path, quarantine: Path) -> None:
