@@ -38,6 +38,7 @@ from sklearn.metrics import roc_auc_score
 from opsnb import dask_training, loans, prepare, scoring, training, validation
 from opsnb.compiler import compile_bundle
 from opsnb.predictor import load_bundle
+from opsnb.schema import to_matrix
 
 HERE = Path(__file__).resolve().parent
 FRACTIONS = {"train": 0.6, "valid": 0.15, "test": 0.15, "trusted": 0.1}
@@ -50,10 +51,10 @@ def build_bundle(folder: Path, *, rows: int, trees: int, depth: int) -> Path:
     params = {**training.base_params("binary", seed=0), "max_depth": depth, "eta": 0.05}
     booster = xgb.train(params, training.frame_to_dmatrix(frame, schema), trees)
     booster.save_model(folder / "model.ubj")
-    validation.freeze(schema, folder / "schema.json")
+    schema.save(folder / "schema.json")
     compile_bundle(
         folder / "model.ubj", folder / "bundle", schema_path=folder / "schema.json",
-        sample=validation.to_matrix(frame.head(1000), schema),
+        sample=to_matrix(frame.head(1000), schema),
     )  # fmt: skip
     return folder / "bundle"
 

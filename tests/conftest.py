@@ -10,6 +10,7 @@ import xgboost as xgb
 
 from opsnb import compiler, config, training, validation
 from opsnb.loans import loan_applications
+from opsnb.schema import to_matrix
 from tests.model_kinds import bundle_of, train_kind
 from tests.support import opsnb_cli, small_args
 
@@ -94,12 +95,12 @@ def loans_bundle(tmp_path_factory: pytest.TempPathFactory, compile_cache: Path) 
     params = {**training.base_params("binary", seed=0, threads=1), "max_depth": 3}
     booster = xgb.train(params, training.frame_to_dmatrix(frame, schema), 20)
     booster.save_model(folder / "model.ubj")
-    validation.freeze(schema, folder / "schema.json")
+    schema.save(folder / "schema.json")
     compiler.compile_bundle(
         folder / "model.ubj",
         folder / "bundle",
         schema_path=folder / "schema.json",
-        sample=validation.to_matrix(frame.head(500), schema),
+        sample=to_matrix(frame.head(500), schema),
         cache_dir=compile_cache,
     )
     return folder / "bundle"

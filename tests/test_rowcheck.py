@@ -11,6 +11,7 @@ from opsnb import validation
 from opsnb.inputs import prefetch
 from opsnb.loans import loan_applications
 from opsnb.rowcheck import category_codes, check_rows
+from opsnb.schema import to_matrix
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def test_reasons_and_columns_agree_with_violations(schema, as_text):
     assert checked.reason == expected.loc[bad, "reason"].tolist()
     assert bad.sum() > 60
     kept = frame[~bad]
-    np.testing.assert_array_equal(checked.matrix, validation.to_matrix(kept, schema))
+    np.testing.assert_array_equal(checked.matrix, to_matrix(kept, schema))
 
 
 def test_a_row_breaking_two_rules_gets_the_first_reason(schema):

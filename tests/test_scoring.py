@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from opsnb import loans, scoring
-from opsnb.errors import ConfigError, DataError, SchemaError
+from opsnb.errors import ArtifactError, ConfigError, DataError, SchemaError
 from opsnb.predictor import load_bundle
 from tests.support import PROJECT, opsnb_cli
 
@@ -154,7 +154,7 @@ def test_bad_specs_and_options_are_refused(loans_bundle, tmp_path):
         scoring.score(loans_bundle, tmp_path, tmp_path / "o.parquet")
     with pytest.raises(ConfigError, match="unknown engine 'spark'"):
         scoring.score(loans_bundle, tmp_path, tmp_path / "o.parquet", engine="spark")
-    with pytest.raises(ConfigError, match="neither a run folder"):
+    with pytest.raises(ArtifactError, match="neither a run folder"):
         scoring.score(tmp_path, tmp_path, tmp_path / "o.parquet")
     loans.loan_applications(50).to_csv(tmp_path / "a.csv", index=False)
     loans.loan_applications(50).to_parquet(tmp_path / "b.parquet", index=False)

@@ -23,10 +23,10 @@ import numpy as np
 import pyarrow as pa
 
 from opsnb.artifacts import read_json
-from opsnb.errors import ConfigError
 from opsnb.inputs import InputSet
 from opsnb.predictor import CompiledModel
 from opsnb.rowcheck import check_rows
+from opsnb.schema import Schema
 
 MALFORMED = "malformed CSV line"
 
@@ -105,18 +105,6 @@ def read_summary(out: str | os.PathLike[str]) -> dict[str, Any]:
     return summary
 
 
-def resolve_bundle(run: str | os.PathLike[str]) -> Path:
-    """A run folder (its ``bundle/``) or a bundle folder."""
-    path = Path(run)
-    for candidate in (path / "bundle", path):
-        if (candidate / "manifest.json").is_file():
-            return candidate
-    raise ConfigError(
-        f"{path} is neither a run folder with bundle/manifest.json nor a bundle folder; run the "
-        "pipeline through the operationalize stage first, or give runs/<id>/bundle"
-    )
-
-
 @contextmanager
 def staged(final: Path) -> Iterator[Path]:
     """Yield a hidden temporary path beside ``final``; on success it replaces ``final``.
@@ -162,7 +150,7 @@ def output_schema(ids: list[str]) -> pa.Schema:
 
 def score_table(
     model: CompiledModel,
-    schema: dict[str, Any],
+    schema: Schema,
     table: pa.Table,
     *,
     source: str,
@@ -216,8 +204,8 @@ def malformed_table(lines: list[tuple[str, str]]) -> pa.Table:
     )
 
 
-def read_columns(schema: dict[str, Any], inputs: InputSet) -> tuple[list[str], list[str]]:
+def read_columns(schema: Schema, inputs: InputSet) -> tuple[list[str], list[str]]:
     """The columns a job reads (features, then the schema's ids the input has) and those ids."""
-    features = [f["name"] for f in schema["features"]]
-    ids = [c for c in schema.get("ids", []) if c in inputs.columns and c not in features]
+    features = schema.feature_names
+    ids = [c for c in schema.ids if c in inputs.columns and c not in features]
     return features + ids, ids

@@ -48,6 +48,7 @@ from opsnb.batch import (
     side_paths,
     staged,
 )
+from opsnb.bundle import verify_bundle
 from opsnb.errors import ConfigError, OpsnbError
 from opsnb.inputs import BadLines, InputSet, csv_header, read_pieces, resolve_input
 from opsnb.predictor import CompiledModel, load_bundle
@@ -58,7 +59,7 @@ CONNECT_TIMEOUT_S = 10.0
 RETRIES = 3
 """Times a partition is retried after its worker died or it failed."""
 DELAY_ENV = config.PARTITION_DELAY_ENV
-_MODELS: dict[str, tuple[CompiledModel, dict[str, Any]]] = {}
+_MODELS: dict[str, CompiledModel] = {}
 _LOADS: Counter[str] = Counter()
 _ROW, _SOURCE, _LINE = "_opsnb_row", "_opsnb_source", "_opsnb_malformed"
 
@@ -124,15 +125,14 @@ class BundlePlugin(WorkerPlugin):  # type: ignore[misc]
             target = self._folder / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
-        model = load_bundle(self._folder, threads=self.threads)  # verifies every hash first
-        _MODELS[self.key] = (model, read_json(self._folder / "schema.json"))
+        _MODELS[self.key] = load_bundle(self._folder, threads=self.threads)  # hashes first
         _LOADS[self.key] += 1
 
     def teardown(self, worker: Any) -> None:
         """Close the model and remove the private folder."""
-        loaded = _MODELS.pop(self.key, None)
-        if loaded is not None:
-            loaded[0].close()
+        model = _MODELS.pop(self.key, None)
+        if model is not None:
+            model.close()
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
 
@@ -142,12 +142,12 @@ def bundle_loads(key: str) -> int:
     return _LOADS[key]
 
 
-def _model(key: str) -> tuple[CompiledModel, dict[str, Any]]:
-    loaded = _MODELS.get(key)
-    if loaded is None:
+def _model(key: str) -> CompiledModel:
+    model = _MODELS.get(key)
+    if model is None:
         where = get_worker().address
         raise OpsnbError(f"worker {where} has no verified bundle {key[:12]}; register the plugin")
-    return loaded
+    return model
 
 
 # -- partitions --------------------------------------------------------------------------------
@@ -218,13 +218,13 @@ def score_partition(
     if delay:
         time.sleep(delay)
     number = int((partition_info or {}).get("number", 0))
-    model, schema = _model(key)
+    model = _model(key)
     malformed = frame[_LINE].notna() if _LINE in frame else pd.Series(False, index=frame.index)
     good = frame[~malformed]
     source = str(frame[_SOURCE].iloc[0]) if len(frame) else ""
     table = pa.Table.from_pandas(good[features + ids], preserve_index=False)
     scores, refused = score_table(
-        model, schema, table, source=source, rows=good[_ROW].to_numpy(np.int64), ids=ids
+        model, model.schema, table, source=source, rows=good[_ROW].to_numpy(np.int64), ids=ids
     )
     if malformed.any():
         lines = [(source, str(t)) for t in frame.loc[malformed, _LINE]]
@@ -286,8 +286,9 @@ def score_on_dask(
 ) -> ScoreSummary:
     """Score on Dask; see the module docstring and :func:`opsnb.scoring.score`."""
     started = time.perf_counter()
-    schema = read_json(bundle / "schema.json")
-    features = [f["name"] for f in schema["features"]]
+    verified = verify_bundle(bundle)  # refuse a tampered bundle before any worker sees it
+    schema = verified.schema
+    features = schema.feature_names
     inputs = resolve_input(input_spec, features)
     if on_start is not None:
         on_start(inputs.rows)
@@ -334,7 +335,7 @@ def score_on_dask(
         reasons=dict(reasons),
         wall_s=round(time.perf_counter() - started, 3),
         engine="dask",
-        model_version=read_json(bundle / "manifest.json")["model_sha256"][:12],
+        model_version=verified.version,
         output=str(out),
         quarantine=str(quarantine_path),
         files=len(inputs.files),

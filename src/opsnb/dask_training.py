@@ -14,7 +14,9 @@ The design and train stages call :func:`choose` and :func:`fit` with their ``eng
 
 On Dask, hyperparameters are chosen on the validation split (train on ``train``, early-stop
 and score on ``valid``) rather than by k-fold cross-validation, which XGBoost's Dask interface
-does not offer; ``design.json`` says which (``method``).
+does not offer; ``design.json`` says which (``method``). The scores keep the single-machine
+keys (``cv_<metric>``, ``rounds``, ``cv_curve``: there the held-out set is ``valid``), so the
+design stage's table, plot and verdict read them unchanged.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ import xgboost as xgb
 
 from opsnb import training
 from opsnb.errors import ConfigError, SchemaError
-from opsnb.validation import feature_names, feature_types, to_matrix, violations
+from opsnb.schema import Schema, to_matrix
+from opsnb.validation import violations
 
 ENGINES = ("local", "dask")
 
@@ -58,12 +61,12 @@ def read_split(path: str | os.PathLike[str], client: Any) -> Any:
     return frame
 
 
-def _violating(part: pd.DataFrame, schema: dict[str, Any]) -> pd.DataFrame:
+def _violating(part: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     found = violations(part, schema)
     return found[found["reason"].notna()]
 
 
-def check_partitions(frame: Any, schema: dict[str, Any], *, name: str) -> int:
+def check_partitions(frame: Any, schema: Schema, *, name: str) -> int:
     """Check every partition of ``frame`` against the contract; return the row count.
 
     Raises:
@@ -89,13 +92,13 @@ def _compute(*things: Any) -> Any:
     return dask.compute(*things)
 
 
-def _encoded(frame: Any, schema: dict[str, Any]) -> tuple[Any, Any]:
-    names = feature_names(schema)
+def _encoded(frame: Any, schema: Schema) -> tuple[Any, Any]:
+    names = schema.feature_names
     meta = pd.DataFrame({n: pd.Series(dtype=np.float32) for n in names})
     x = frame.map_partitions(
         lambda part: pd.DataFrame(to_matrix(part, schema), columns=names), meta=meta
     )
-    y = frame[schema["target"]].astype(np.float64)
+    y = frame[schema.target].astype(np.float64)
     return x, y
 
 
@@ -103,18 +106,18 @@ def _dask_fit(
     client: Any,
     train_frame: Any,
     valid_frame: Any,
-    schema: dict[str, Any],
+    schema: Schema,
     params: dict[str, Any],
     *,
     rounds: int,
     early_stopping_rounds: int,
-) -> tuple[xgb.Booster, float]:
-    """Train on Dask with early stopping on the valid split; the sliced booster, best score."""
+) -> tuple[xgb.Booster, list[float]]:
+    """Train on Dask with early stopping on the valid split; the sliced booster, its curve."""
     from xgboost import dask as dxgb  # noqa: PLC0415 - needs dask, an optional extra
 
     x, y = _encoded(train_frame, schema)
     vx, vy = _encoded(valid_frame, schema)
-    types = feature_types(schema)
+    types = schema.feature_types
     dtrain = dxgb.DaskQuantileDMatrix(
         client, x, y, feature_types=types, enable_categorical=True, missing=np.nan
     )
@@ -133,14 +136,14 @@ def _dask_fit(
     booster: xgb.Booster = output["booster"]
     history = output["history"]["valid"][params["eval_metric"]]
     best = booster.best_iteration
-    return booster[: best + 1], float(history[best])
+    return booster[: best + 1], [float(v) for v in history[: best + 1]]
 
 
 def choose(
     engine: str,
     train_path: Path,
     valid_path: Path,
-    schema: dict[str, Any],
+    schema: Schema,
     *,
     task: str,
     grid: list[dict[str, Any]],
@@ -168,13 +171,19 @@ def choose(
             check_partitions(frame, schema, name=split)
         for candidate in grid:
             params = {**training.base_params(task, seed=seed), **candidate}
-            booster, best = _dask_fit(
+            booster, curve = _dask_fit(
                 client, train_frame, valid_frame, schema, params, rounds=max_rounds,
                 early_stopping_rounds=early_stopping_rounds,
             )  # fmt: skip
-            rounds = booster.num_boosted_rounds()
-            scores.append({**candidate, "valid_" + metric: round(best, 5), "rounds": rounds})
-    winner = min(scores, key=lambda s: s["valid_" + metric])
+            scores.append(
+                {
+                    **candidate,
+                    "cv_" + metric: round(curve[-1], 5),
+                    "rounds": booster.num_boosted_rounds(),
+                    "cv_curve": [round(v, 5) for v in curve],
+                }
+            )
+    winner = min(scores, key=lambda s: s["cv_" + metric])
     chosen = {k: v for k, v in winner.items() if k in grid[0]}
     chosen["n_estimators"] = winner["rounds"]
     return chosen, scores, "train on train, early-stop and score on valid (Dask)"
@@ -184,7 +193,7 @@ def fit(
     engine: str,
     train_path: Path,
     valid_path: Path,
-    schema: dict[str, Any],
+    schema: Schema,
     *,
     task: str,
     hyperparameters: dict[str, Any],

@@ -19,12 +19,13 @@ feature in schema order.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from opsnb.schema import Schema
 
 REASONS = ("wrong type", "missing required value", "out of range", "unknown category")
 _NONE = len(REASONS)
@@ -79,9 +80,9 @@ def _numbers(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     return np.full(len(column), np.nan), present
 
 
-def category_codes(column: pa.ChunkedArray, categories: list[str]) -> np.ndarray:
+def category_codes(column: pa.ChunkedArray, categories: list[str] | tuple[str, ...]) -> np.ndarray:
     """Each value's position in ``categories``; -1 for a missing or unknown one."""
-    lookup = pa.array(categories, pa.string())
+    lookup = pa.array(list(categories), pa.string())
     kind = column.type
     if pa.types.is_dictionary(kind) and pa.types.is_string(kind.value_type):
         parts = []
@@ -96,18 +97,18 @@ def category_codes(column: pa.ChunkedArray, categories: list[str]) -> np.ndarray
         return np.asarray(codes.to_numpy())
     # numbers or booleans as categories: compare as to_matrix does, through pandas' text form
     text = pd.Index(pd.Series(column.to_pandas()).astype("string"))
-    return np.asarray(pd.Index(categories).get_indexer(text))
+    return np.asarray(pd.Index(list(categories)).get_indexer(text))
 
 
-def check_rows(table: pa.Table, schema: dict[str, Any]) -> Checked:
+def check_rows(table: pa.Table, schema: Schema) -> Checked:
     """Check ``table`` against ``schema`` and encode its conforming rows (see the module doc).
 
     ``table`` holds every feature column (others are ignored); types may be the training
     types, dictionary-encoded text, or text throughout (CSV).
     """
     n = table.num_rows
-    features = schema["features"]
-    reject_unknown = schema.get("unknown_categories", "allow") == "reject"
+    features = schema.features
+    reject_unknown = schema.unknown_categories == "reject"
     matrix = np.empty((n, len(features)), np.float32)
     rank = np.full(n, _NONE, np.int8)
     culprit = np.full(n, -1, np.int32)
@@ -118,10 +119,10 @@ def check_rows(table: pa.Table, schema: dict[str, Any]) -> Checked:
         culprit[hit] = j
 
     for j, feature in enumerate(features):
-        column = table.column(feature["name"])
-        required = not feature.get("nullable", True)
-        if feature["kind"] == "categorical":
-            codes = category_codes(column, feature["categories"])
+        column = table.column(feature.name)
+        required = not feature.nullable
+        if feature.is_categorical:
+            codes = category_codes(column, feature.categories)
             missing = column.is_null().to_numpy(zero_copy_only=False)
             if required:
                 mark(missing, 1, j)
@@ -136,8 +137,9 @@ def check_rows(table: pa.Table, schema: dict[str, Any]) -> Checked:
         mark(mistyped, 0, j)
         if required:
             mark(missing & ~mistyped, 1, j)
-        lower = feature.get("lower", feature.get("min", -np.inf))
-        upper = feature.get("upper", feature.get("max", np.inf))
+        lower, upper = feature.accepted_range
+        lower = -np.inf if lower is None else lower
+        upper = np.inf if upper is None else upper
         with np.errstate(invalid="ignore"):
             mark((values < lower) | (values > upper), 2, j)
             with np.errstate(over="ignore"):
@@ -145,11 +147,11 @@ def check_rows(table: pa.Table, schema: dict[str, Any]) -> Checked:
     ok = rank == _NONE
     bad = np.flatnonzero(~ok)
     reasons = [REASONS[r] for r in rank[bad]]
-    columns = [features[c]["name"] for c in culprit[bad]]
+    columns = [features[c].name for c in culprit[bad]]
     values_out: list[str | None] = [None] * len(bad)
     for j in np.unique(culprit[bad]):
         at = np.flatnonzero(culprit[bad] == j)
-        taken = table.column(features[j]["name"]).take(pa.array(bad[at])).to_pylist()
+        taken = table.column(features[j].name).take(pa.array(bad[at])).to_pylist()
         for k, v in zip(at, taken, strict=True):
             values_out[k] = None if v is None else str(v)
     return Checked(matrix[ok] if bad.size else matrix, ok, reasons, columns, values_out)

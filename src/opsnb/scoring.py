@@ -26,13 +26,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from opsnb.artifacts import read_json, write_json
+from opsnb.artifacts import write_json
 from opsnb.batch import (
     MALFORMED,
     QUARANTINE_SCHEMA,
@@ -41,14 +40,15 @@ from opsnb.batch import (
     output_schema,
     read_columns,
     read_summary,
-    resolve_bundle,
     score_table,
     side_paths,
     staged,
 )
+from opsnb.bundle import resolve_bundle, verify_bundle
 from opsnb.errors import ConfigError
 from opsnb.inputs import BadLines, InputSet, prefetch, read_pieces, resolve_input
 from opsnb.predictor import CompiledModel, load_bundle
+from opsnb.schema import Schema
 
 CHUNK_ROWS = 131_072
 """Rows scored at once by the chunked engine: large enough that per-chunk overheads vanish,
@@ -85,7 +85,8 @@ def score(
         on_start: called once with the total row count when known.
 
     Raises:
-        ConfigError: an unknown engine, a bad option, no bundle at ``run``.
+        ConfigError: an unknown engine, a bad option.
+        ArtifactError: no bundle at ``run``, or a bundle file that does not match its manifest.
         DataError: an unreadable input (naming the file); SchemaError: missing features.
     """
     if engine not in ENGINES:
@@ -101,10 +102,10 @@ def score(
             scheduler=scheduler, workers=workers, on_start=on_start, on_rows=on_rows,
         )  # fmt: skip
     started = time.perf_counter()
-    model = load_bundle(bundle, threads=threads)  # verifies every bundle file first
+    model = load_bundle(verify_bundle(bundle), threads=threads)  # hashes checked, then loaded
     try:
-        schema: dict[str, Any] = read_json(bundle / "schema.json")
-        inputs = resolve_input(input_spec, [f["name"] for f in schema["features"]])
+        schema = model.schema
+        inputs = resolve_input(input_spec, schema.feature_names)
         if on_start is not None:
             on_start(inputs.rows)
         return _score_chunked(
@@ -141,7 +142,7 @@ def _write(
 
 def _score_chunked(
     model: CompiledModel,
-    schema: dict[str, Any],
+    schema: Schema,
     inputs: InputSet,
     out: Path,
     *,
