@@ -12,7 +12,12 @@ were altered so later stages can measure whether they detect it.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -37,13 +42,18 @@ _START = pd.Timestamp("2024-01-01")
 
 
 def loan_applications(
-    n_rows: int = 20_000, *, seed: int = 42, start: pd.Timestamp = _START, days: int = 540
+    n_rows: int = 20_000,
+    *,
+    seed: int = 42,
+    start: pd.Timestamp = _START,
+    days: float = 540,
+    first_id: int = 0,
 ) -> pd.DataFrame:
     """Generate ``n_rows`` loan applications spread evenly in time from ``start`` over ``days``.
 
     The same ``seed`` always gives the same table. Columns: ``application_id`` (an identifier,
-    not a feature), ``applied_at``, nine features with 1-6 % missing values, and ``default``
-    (about 20 % positive).
+    not a feature; numbered from ``first_id``), ``applied_at``, nine features with 1-6 % missing
+    values, and ``default`` (about 20 % positive).
     """
     if n_rows < 1:
         raise ConfigError(f"n_rows must be >= 1, got {n_rows}")
@@ -80,7 +90,7 @@ def loan_applications(
 
     frame = pd.DataFrame(
         {
-            "application_id": [f"A{seed:04d}-{i:07d}" for i in range(n_rows)],
+            "application_id": [f"A{seed:04d}-{i:07d}" for i in range(first_id, first_id + n_rows)],
             LOANS_TIMESTAMP: applied_at,
             "age": age,
             "income": income,
@@ -105,6 +115,68 @@ def loan_applications(
     }.items():
         frame.loc[rng.uniform(size=n_rows) < share, column] = np.nan
     return frame
+
+
+PART_ROWS = 250_000
+"""Rows per Parquet part :func:`write_loan_parts` writes (and per row group: the unit a streaming
+reader holds in memory)."""
+
+
+def write_loan_parts(
+    out_dir: str | os.PathLike[str],
+    n_rows: int,
+    *,
+    seed: int = 42,
+    rows_per_part: int = PART_ROWS,
+    days: int = 540,
+    on_part: Callable[[int], object] | None = None,
+) -> list[Path]:
+    """Write ``n_rows`` loan applications as Parquet parts in ``out_dir``, one part in memory.
+
+    Part ``k`` is :func:`loan_applications` with its own seed (derived from ``seed`` and ``k``),
+    its slice of the time range and its range of ids, so the parts together are one table of
+    distinct applications in time order. The parts are written into a hidden folder beside
+    ``out_dir`` that is renamed into place at the end: an interrupted run leaves no ``out_dir``.
+    ``on_part`` is called with each part's row count (a progress bar).
+
+    Raises:
+        ConfigError: ``n_rows`` or ``rows_per_part`` below 1, or ``out_dir`` exists and is not
+            empty.
+    """
+    if n_rows < 1 or rows_per_part < 1:
+        raise ConfigError(f"n_rows and rows_per_part must be >= 1, got {n_rows}, {rows_per_part}")
+    target = Path(out_dir)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ConfigError(
+            f"{target} already exists and is not an empty folder; give a new folder or remove it"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    parts = -(-n_rows // rows_per_part)
+    span = days / parts
+    try:
+        for k in range(parts):
+            first = k * rows_per_part
+            rows = min(rows_per_part, n_rows - first)
+            frame = loan_applications(
+                rows,
+                seed=seed * 100_003 + k,
+                start=_START + pd.Timedelta(days=span * k),
+                days=span,
+                first_id=first,
+            )
+            frame.to_parquet(
+                staging / f"part-{k:05d}.parquet", index=False, write_page_checksum=True
+            )
+            del frame
+            if on_part is not None:
+                on_part(rows)
+        if target.exists():
+            target.rmdir()
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return sorted(target.glob("part-*.parquet"))
 
 
 TRUTH_PREFIX = "truth_"
