@@ -261,6 +261,51 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_update(args: argparse.Namespace) -> int:
+    from opsnb import update
+
+    run = Path(args.run)
+    if not run.exists() and os.sep not in args.run:
+        run = config.runs_root() / args.run
+    if args.from_log:
+        champion = update.load_champion(run)
+        batch, counts = update.batch_from_log(args.from_log, champion.schema, until=args.until)
+        print("log: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        source = f"log:{args.from_log}"
+    else:
+        batch, source = args.data, f"file:{args.data}"
+    decision = update.update(run, batch, source=source, promote_if_better=args.promote,
+                             server=args.server, run_id=args.run_id)  # fmt: skip
+    print(update.summary(decision))
+    for reason in decision["reasons"]:
+        print(f"  - {reason}")
+    new_run = run.resolve().parent / decision["run"]
+    print(f"decision: {new_run / update.DECISION}")
+    return 0 if decision["decision"] == "admitted" else 2
+
+
+def _add_update(sub: Any) -> None:
+    """The ``opsnb update`` sub-command."""
+    upd = sub.add_parser(
+        "update",
+        help="screen new labelled rows, retrain, promote the challenger only when not worse",
+        description="Exit status: 0 admitted, 2 refused (reasons printed), 1 bad input.",
+    )
+    upd.add_argument("run", help="the run to update (a folder, a run id, or 'champion')")
+    src = upd.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="a CSV or Parquet file of labelled rows")
+    src.add_argument("--from-log", help="a prediction log (SQLite) joined with its feedback")
+    upd.add_argument(
+        "--until", type=float, help="with --from-log: ignore labels after this UNIX time"
+    )
+    upd.add_argument("--promote", action="store_true", help="move runs/champion if not worse")
+    upd.add_argument(
+        "--server", help="reload this server after promotion (needs $OPSNB_ADMIN_TOKEN)"
+    )
+    upd.add_argument("--run-id", help="id of the new run (default: a fresh one)")
+    upd.set_defaults(handler=_cmd_update)
+
+
 def _cmd_monitor(args: argparse.Namespace) -> int:
     from opsnb import monitoring, plots  # matplotlib only for this command
     from opsnb.artifacts import read_json
@@ -484,6 +529,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     load.add_argument("--json", action="store_true", help="print the summary as JSON")
     load.set_defaults(handler=_cmd_loadtest)
 
+    _add_update(sub)
     mon = sub.add_parser("monitor", help="analyse a prediction log: drift, quality, alerts")
     mon.add_argument("run", help="run folder or bundle folder of the model that served the log")
     mon.add_argument("--log", required=True, help="the SQLite prediction log opsnb serve wrote")
