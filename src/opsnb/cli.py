@@ -180,6 +180,11 @@ _SERVE_OPTIONS = {  # option -> ServeOptions field; an option not given keeps it
     "max_records": "max_records",
     "range_slack": "range_slack",
     "drain_s": "drain_s",
+    "store": "store",
+    "allow_unsigned": "allow_unsigned",
+    "body_timeout_s": "body_timeout_s",
+    "header_timeout_s": "header_timeout_s",
+    "max_connections": "max_connections",
 }
 
 
@@ -204,16 +209,46 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
     from opsnb.serving import ServeOptions
 
     given = {field: getattr(args, opt) for opt, field in _SERVE_OPTIONS.items() if opt in args}
-    return ServeOptions(bundle=args.run, **given)
+    return ServeOptions(
+        bundle=args.run,
+        trust_keys=tuple(getattr(args, "trust_key", ())),
+        allowed_hosts=tuple(getattr(args, "allowed_host", ())),
+        admin_token=_token(config.ADMIN_TOKEN_ENV, getattr(args, "admin_token_file", None)),
+        feedback_token=_token(
+            config.FEEDBACK_TOKEN_ENV, getattr(args, "feedback_token_file", None)
+        ),
+        **given,
+    )
+
+
+def _token(env: str, path: str | None) -> str | None:
+    """A bearer token from its file (``--...-token-file``) or its environment variable."""
+    if path:
+        return Path(path).read_text().strip() or None
+    return os.environ.get(env) or None
+
+
+def _cmd_key(args: argparse.Namespace) -> int:
+    from opsnb import signing
+
+    key = signing.project_key()
+    print(f"# project signing key: {config.signing_key_path()} (keep it private)")
+    print(f"# key id {signing.key_id(key.public_key())}; give this public key to servers")
+    print("# (--trust-key FILE or $OPSNB_TRUSTED_KEYS) that load bundles built here:")
+    print(signing.public_pem(key).decode(), end="")
+    return 0
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from opsnb.bundle import resolve_bundle, verify_bundle
     from opsnb.serving import serve, server
+    from opsnb.serving.reload import verify
+    from opsnb.serving.store import ModelStore, Trust
 
-    # Refuse a tampered bundle before anything starts; one process serves this very check.
-    verified = verify_bundle(resolve_bundle(args.run))
     options = serve_options(args)
+    # Refuse an untrusted or tampered bundle before anything starts; one process serves this
+    # very check.
+    trust = Trust.default(options.trust_keys, allow_unsigned=options.allow_unsigned)
+    verified = verify(ModelStore.serving(args.run, options.store).resolve(None), trust)
     where = {name: getattr(args, name) for name in ("host", "port", "workers") if name in args}
     host = where.get("host", server.DEFAULT_HOST)
     port_file = getattr(args, "port_file", None)
@@ -256,7 +291,8 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
         f"{summary['requests']} requests at concurrency {args.concurrency} in "
         f"{summary['wall_s']} s: {summary['throughput_rps']} ok/s, p50 {summary['p50_ms']} ms, "
         f"p95 {summary['p95_ms']} ms, p99 {summary['p99_ms']} ms; statuses "
-        f"{summary['statuses']}, connection failures {summary['connection_failures']}"
+        f"{dict(sorted(result.statuses.items()))}, connection failures "
+        f"{summary['connection_failures']}"
     )
     return 0
 
@@ -439,12 +475,32 @@ def _add_batch_commands(sub: Any) -> None:
     gen.set_defaults(handler=_cmd_generate)
 
 
+def _add_serve_security(srv: Any) -> None:
+    """``opsnb serve`` options on trust, credentials and slow clients."""
+    srv.add_argument("--store", help="model store reloads pick versions from")
+    srv.add_argument("--trust-key", action="append", metavar="PEM",
+                     help="also trust bundles signed by this public key")  # fmt: skip
+    srv.add_argument("--allow-unsigned", action="store_true",
+                     help="load bundles without a trusted signature")  # fmt: skip
+    srv.add_argument("--admin-token-file",
+                     help=f"admin token (or ${config.ADMIN_TOKEN_ENV}); none: off")  # fmt: skip
+    srv.add_argument("--feedback-token-file",
+                     help=f"token /feedback needs (or ${config.FEEDBACK_TOKEN_ENV})")  # fmt: skip
+    srv.add_argument("--allowed-host", action="append",
+                     help="host name admin requests may carry in Host")  # fmt: skip
+    srv.add_argument("--body-timeout-s", type=float, help="408 past it (default 10)")
+    srv.add_argument("--header-timeout-s", type=float, help="close past it (default 10)")
+    srv.add_argument("--max-connections", type=int, help="503 past it (default 1024)")
+
+
 def _add_report_and_stages(sub: Any) -> None:
     rep = sub.add_parser("report", help="(re)build a run's report.html")
     rep.add_argument("run", nargs="?", default="latest", help="runs/<id>, a run id, or latest")
     rep.set_defaults(handler=_cmd_report)
     stages = sub.add_parser("stages", help="list the stages in order")
     stages.set_defaults(handler=_cmd_stages)
+    key = sub.add_parser("key", help="print the project's public signing key")
+    key.set_defaults(handler=_cmd_key)
 
 
 def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement per option
@@ -516,6 +572,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     srv.add_argument("--drain-s", type=float, help="SIGTERM drain bound")
     srv.add_argument("--log", help="SQLite prediction log (default: <run>/predictions.sqlite)")
     srv.add_argument("--log-sync", choices=["OFF", "NORMAL", "FULL"])
+    _add_serve_security(srv)
     srv.set_defaults(handler=_cmd_serve)
 
     load = sub.add_parser("loadtest", help="load a local prediction service and time it")
