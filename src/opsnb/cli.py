@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -141,17 +142,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else config.latest_run()
     if args.run_dir and not (run_dir / "bundle" / "manifest.json").is_file():
         raise ConfigError(f"{run_dir} has no bundle/manifest.json; run the pipeline first")
-    import pandas as pd
-
-    from opsnb.artifacts import write_json
-    from opsnb.bench import engines
-
     has_run = (run_dir / "bundle" / "manifest.json").is_file()
     if not has_run and args.no_large:
         raise ConfigError(
             f"nothing to measure: no run with a bundle under {run_dir} and --no-large; "
             "name a run folder or drop --no-large"
         )
+    import pandas as pd
+
+    from opsnb.artifacts import write_json
+    from opsnb.bench import engines
+
     result = engines.run_bench(run_dir=run_dir if has_run else None, quick=args.quick,
                              large=not args.no_large)  # fmt: skip
     with pd.option_context("display.width", 250, "display.max_columns", 20):
@@ -248,13 +249,22 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     # very check.
     trust = Trust.default(options.trust_keys, allow_unsigned=options.allow_unsigned)
     verified = verify(ModelStore.serving(args.run, options.store).resolve(None), trust)
-    host, port = (
-        getattr(args, "host", server.DEFAULT_HOST),
-        getattr(args, "port", server.DEFAULT_PORT),
-    )
-    workers = getattr(args, "workers", 1)
-    print(f"serving {verified.path} on http://{host}:{port} (SIGHUP reloads, SIGTERM drains)")
-    serve(options, host=host, port=port, workers=workers, verified=verified)
+    where = {name: getattr(args, name) for name in ("host", "port", "workers") if name in args}
+    host = where.get("host", server.DEFAULT_HOST)
+    port_file = getattr(args, "port_file", None)
+
+    def announce(bound: int) -> None:
+        print(
+            f"serving {verified.path} on http://{host}:{bound} (SIGHUP reloads, SIGTERM drains)",
+            flush=True,
+        )
+        if port_file:
+            from opsnb.artifacts import atomic_open
+
+            with atomic_open(port_file) as out:  # a reader never sees a partial number
+                out.write(f"{bound}\n")
+
+    serve(options, verified=verified, on_bound=announce, **where)
     return 0
 
 
@@ -287,6 +297,184 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_update(args: argparse.Namespace) -> int:
+    from opsnb import update
+
+    run = Path(args.run)
+    if not run.exists() and os.sep not in args.run:
+        run = config.runs_root() / args.run
+    if args.from_log:
+        champion = update.load_champion(run)
+        batch, counts = update.batch_from_log(args.from_log, champion.schema, until=args.until)
+        print("log: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        source = f"log:{args.from_log}"
+    else:
+        batch, source = args.data, f"file:{args.data}"
+    decision = update.update(run, batch, source=source, promote_if_better=args.promote,
+                             server=args.server, run_id=args.run_id)  # fmt: skip
+    print(update.summary(decision))
+    for reason in decision["reasons"]:
+        print(f"  - {reason}")
+    new_run = run.resolve().parent / decision["run"]
+    print(f"decision: {new_run / update.DECISION}")
+    return 0 if decision["decision"] == "admitted" else 2
+
+
+def _add_update(sub: Any) -> None:
+    """The ``opsnb update`` sub-command."""
+    upd = sub.add_parser(
+        "update",
+        help="screen new labelled rows, retrain, promote the challenger only when not worse",
+        description="Exit status: 0 admitted, 2 refused (reasons printed), 1 bad input.",
+    )
+    upd.add_argument("run", help="the run to update (a folder, a run id, or 'champion')")
+    src = upd.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="a CSV or Parquet file of labelled rows")
+    src.add_argument("--from-log", help="a prediction log (SQLite) joined with its feedback")
+    upd.add_argument(
+        "--until", type=float, help="with --from-log: ignore labels after this UNIX time"
+    )
+    upd.add_argument("--promote", action="store_true", help="move runs/champion if not worse")
+    upd.add_argument(
+        "--server", help="reload this server after promotion (needs $OPSNB_ADMIN_TOKEN)"
+    )
+    upd.add_argument("--run-id", help="id of the new run (default: a fresh one)")
+    upd.set_defaults(handler=_cmd_update)
+
+
+def _cmd_monitor(args: argparse.Namespace) -> int:
+    from opsnb import monitoring, plots  # matplotlib only for this command
+    from opsnb.artifacts import read_json
+
+    bundle = monitoring.Bundle.load(args.run)
+    log = Path(args.log)
+    out = Path(args.out) if args.out else log.parent / "monitor"
+    problem_path = next(
+        (
+            p / "problem.json"
+            for p in (Path(args.run), bundle.path.parent)
+            if (p / "problem.json").is_file()
+        ),
+        None,
+    )
+    problem = read_json(problem_path) if problem_path else None
+    if problem is not None and problem.get("metric") == "auto":
+        problem["metric"] = {"binary": "auc", "regression": "r2"}[bundle.schema["task"]]
+    serving = log.parent / "serving.json"
+    refusals = read_json(serving).get("refusals") if serving.is_file() else None
+    result = monitoring.analyse_log(
+        bundle, log, window=args.window, problem=problem, refusals=refusals
+    )
+    written = monitoring.write_outputs(result, out)
+    figures = {
+        "drift_heatmap.png": plots.drift_heatmap(
+            result.heatmap(), result.thresholds.psi, result.drifted_features()
+        ),
+        "drift_distributions.png": plots.drift_distributions(
+            result.reference, result.live_counts, result.drifted_features()
+        ),
+        "alert_timeline.png": plots.alert_timeline(result.alerts, len(result.windows)),
+    }
+    if result.metric:
+        figures["quality.png"] = plots.quality_over_windows(
+            result.quality, result.metric, result.floor
+        )
+    for name, figure in figures.items():
+        figure.savefig(out / name, dpi=110)
+    for note in result.notes:
+        print(f"note: {note}")
+    rows = int(result.windows["rows"].sum())
+    print(
+        f"{rows:,} logged predictions of model {bundle.version} in {len(result.windows)} windows: "
+        f"{len(result.alerts)} alert record(s); drifted: "
+        f"{', '.join(result.drifted_features()) or 'none'}"
+    )
+    table = result.alert_table()
+    if len(table):
+        with_width = table[["kind", "subject", "severity", "first_window", "windows", "action"]]
+        print(with_width.to_string(index=False))
+    print(f"wrote {', '.join(sorted([*written, *figures]))} to {out}")
+    return 0
+
+
+def _rows_bar(args: argparse.Namespace, total: int | None = None) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total, unit="rows", unit_scale=True, disable=True if args.quiet else None,
+        smoothing=0.1, dynamic_ncols=True,
+    )  # fmt: skip
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from opsnb import scoring
+
+    # A SIGTERM ends the job like Ctrl-C: the staged files are removed, nothing half-written stays
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    bar = _rows_bar(args)
+
+    def start(total: int | None) -> None:
+        bar.reset(total=total)
+
+    try:
+        summary = scoring.score(
+            args.run,
+            args.input,
+            args.out,
+            threads=args.threads,
+            chunk_rows=args.chunk_rows,
+            engine=args.engine,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            on_rows=bar.update,
+            on_start=start,
+        )
+    finally:
+        bar.close()
+    print(summary.sentence())
+    print(f"quarantine: {summary.quarantine}")
+    return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from opsnb import loans
+
+    bar = _rows_bar(args, args.rows)
+    try:
+        parts = loans.write_loan_parts(
+            args.out, args.rows, seed=args.seed, rows_per_part=args.rows_per_part,
+            on_part=bar.update,
+        )  # fmt: skip
+    finally:
+        bar.close()
+    print(f"wrote {args.rows:,} loan applications as {len(parts)} Parquet parts in {args.out}")
+    return 0
+
+
+def _add_batch_commands(sub: Any) -> None:
+    """``opsnb score`` and ``opsnb generate``."""
+    sc = sub.add_parser("score", help="score a CSV/Parquet file, folder or glob of any size")
+    sc.add_argument("run", help="run folder (runs/<id>, runs/latest) or bundle folder")
+    sc.add_argument("input", help="a .csv or .parquet file, a folder of Parquet parts, a glob")
+    sc.add_argument("--out", required=True, help="scores (.parquet; a folder on Dask)")
+    sc.add_argument("--threads", type=int, default=1, help="predictor threads (per worker)")
+    # defaults as in opsnb.scoring (CHUNK_ROWS, ENGINES): the parser imports nothing heavy
+    sc.add_argument("--chunk-rows", type=int, default=131_072, help="rows a chunk")
+    sc.add_argument("--engine", choices=("chunked", "dask"), default="chunked")
+    sc.add_argument("--scheduler", help="with --engine dask: scheduler address (tcp://host:8786)")
+    sc.add_argument("--workers", type=int, help="with --engine dask and no --scheduler: workers")
+    sc.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sc.set_defaults(handler=_cmd_score)
+
+    gen = sub.add_parser("generate", help="write N loan applications as Parquet parts")
+    gen.add_argument("--rows", type=int, required=True, help="e.g. 10_000_000")
+    gen.add_argument("--out", required=True, help="a new folder")
+    gen.add_argument("--seed", type=int, default=42)
+    gen.add_argument("--rows-per-part", type=int, default=250_000)  # loans.PART_ROWS
+    gen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    gen.set_defaults(handler=_cmd_generate)
+
+
 def _add_serve_security(srv: Any) -> None:
     """``opsnb serve`` options on trust, credentials and slow clients."""
     srv.add_argument("--store", help="model store reloads pick versions from")
@@ -315,7 +503,7 @@ def _add_report_and_stages(sub: Any) -> None:
     key.set_defaults(handler=_cmd_key)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement per option
     """The argument parser of ``opsnb``."""
     parser = argparse.ArgumentParser(prog="opsnb", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -368,7 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     srv.add_argument("run", help="run folder (runs/<id>, runs/latest) or bundle folder")
     srv.add_argument("--host", help="interface to bind (default loopback)")
-    srv.add_argument("--port", type=int, help="TCP port (default 8000)")
+    srv.add_argument("--port", type=int, help="TCP port (default 8000; 0: a free one, reported)")
+    srv.add_argument("--port-file", help="write the bound port to this file once listening")
     srv.add_argument("--workers", type=int, help="processes sharing the port (default 1)")
     srv.add_argument("--max-batch", type=int, help="most rows per predictor call")
     srv.add_argument("--max-wait-ms", type=float, help="longest wait for batch-mates")
@@ -397,6 +586,15 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--json", action="store_true", help="print the summary as JSON")
     load.set_defaults(handler=_cmd_loadtest)
 
+    _add_update(sub)
+    mon = sub.add_parser("monitor", help="analyse a prediction log: drift, quality, alerts")
+    mon.add_argument("run", help="run folder or bundle folder of the model that served the log")
+    mon.add_argument("--log", required=True, help="the SQLite prediction log opsnb serve wrote")
+    mon.add_argument("--out", help="output folder (default: monitor/ beside the log)")
+    mon.add_argument("--window", default="500", help="rows per window, or a duration: 30s, 5min")
+    mon.set_defaults(handler=_cmd_monitor)
+
+    _add_batch_commands(sub)
     _add_report_and_stages(sub)
     return parser
 

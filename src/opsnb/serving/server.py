@@ -26,8 +26,10 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import tempfile
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -90,6 +92,20 @@ def _exit_after_drain(signum: int, _: FrameType | None) -> None:
     sys.exit(0)
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port``; port 0 lets the system choose a free one."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc}; pick another --port") from exc
+    sock.listen(2048)
+    return sock
+
+
 def serve(
     options: ServeOptions,
     *,
@@ -97,14 +113,20 @@ def serve(
     port: int = DEFAULT_PORT,
     workers: int = 1,
     verified: VerifiedBundle | None = None,
+    on_bound: Callable[[int], None] | None = None,
 ) -> None:
     """Serve ``options.bundle`` on ``host:port`` until SIGTERM or SIGINT.
 
     ``verified``: the bundle as the caller already verified it; one process loads it without
-    hashing it again (worker processes each verify their own load).
+    hashing it again (worker processes each verify their own load). With one process the
+    server binds the socket itself, so ``port=0`` takes a free port chosen by the system;
+    ``on_bound`` is called with the port actually bound (before the model loads: poll
+    ``/ready``).
     """
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
+    if port == 0 and workers > 1:
+        raise ConfigError("port 0 (a free port) needs --workers 1; pass a fixed --port")
     protocol.header_timeout_s = options.header_timeout_s
     hosts = options.allowed_hosts if host in ("127.0.0.1", "::1", "localhost") else (
         *options.allowed_hosts, host)  # fmt: skip
@@ -123,8 +145,15 @@ def serve(
     }
     signal.signal(signal.SIGTERM, _exit_after_drain)
     if workers == 1:
-        uvicorn.Server(uvicorn.Config(create_app(options, verified=verified), **common)).run()
+        sock = bind(host, port)
+        if on_bound is not None:
+            on_bound(int(sock.getsockname()[1]))
+        common["port"] = sock.getsockname()[1]
+        app = create_app(options, verified=verified)
+        uvicorn.Server(uvicorn.Config(app, **common)).run(sockets=[sock])
         return
+    if on_bound is not None:
+        on_bound(port)
     with tempfile.TemporaryDirectory(prefix="opsnb-serve-") as control:
         worker_options = dataclasses.replace(options, load_first=True, control_dir=control)
         Control(control).publish(None)
