@@ -9,6 +9,7 @@ read::
     schema.json     the frozen input contract (:class:`~opsnb.schema.Schema`)
     golden.json     golden edge rows with their expected outputs (re-checked at every load)
     manifest.json   every file's SHA-256, the model's hash, compile facts, parity reports
+    manifest.sig    the manifest's Ed25519 signature (:mod:`opsnb.signing`; checked first)
 
 :func:`write_manifest` seals the files (the compiler calls it last); :func:`verify_bundle` checks
 every sealed file once and returns a :class:`VerifiedBundle`: the hashes it checked, the parsed
