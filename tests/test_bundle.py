@@ -187,3 +187,15 @@ def test_a_run_folder_or_a_bundle_folder_resolves(bundle: Path, tmp_path: Path) 
     assert layout.resolve_bundle(run / "bundle") == (run / "bundle").resolve()
     with pytest.raises(ArtifactError, match=r"neither a run folder with bundle/manifest.json"):
         layout.resolve_bundle(tmp_path)
+
+
+def test_files_added_to_a_signed_bundle_keep_it_signed(bundle: Path) -> None:
+    from opsnb import signing
+
+    keys = signing.trusted_keys()
+    assert (bundle / signing.SIGNATURE).is_file()
+    before = (bundle / signing.SIGNATURE).read_bytes()
+    layout.add_files(bundle, {"reference.json": {"features": {}}})
+    assert (bundle / signing.SIGNATURE).read_bytes() != before  # the new manifest is signed
+    assert signing.verify_signature(bundle, keys) in keys
+    assert "reference.json" in verify_bundle(bundle).hashes
