@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from opsnb import bundle as layout
+from opsnb import signing
 from opsnb.artifacts import sha256_file
 from opsnb.bundle import VerifiedBundle, read_manifest, verify_bundle, write_manifest
 from opsnb.errors import ArtifactError, ConfigError, SchemaError
@@ -190,8 +191,6 @@ def test_a_run_folder_or_a_bundle_folder_resolves(bundle: Path, tmp_path: Path) 
 
 
 def test_files_added_to_a_signed_bundle_keep_it_signed(bundle: Path) -> None:
-    from opsnb import signing
-
     keys = signing.trusted_keys()
     assert (bundle / signing.SIGNATURE).is_file()
     before = (bundle / signing.SIGNATURE).read_bytes()
