@@ -490,6 +490,7 @@ def alert_timeline(alerts: list[dict[str, Any]], windows: int) -> Figure:
         f"{len(alerts)} alert(s), the first in window {first}" if alerts else "no alert fired"
     )
     fig.tight_layout()
+    return fig
 
 
 # -- the update stage ------------------------------------------------------------------------
