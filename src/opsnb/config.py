@@ -8,6 +8,8 @@ Environment variables:
 - ``OPSNB_COMPILE_CACHE`` — the compile cache (default ``<runs>/.cache/compile``).
 - ``OPSNB_SERVE_OPTIONS`` — set by ``opsnb serve --workers N`` for its worker processes.
 - ``OPSNB_PROJECT`` — the project root; the runner sets it for the stage kernels it starts.
+- ``OPSNB_BENCH_MODEL``, ``OPSNB_BENCH_SCHEMA`` — set by the service benchmark for the
+  hand-written servers it starts (:mod:`opsnb.bench.baselines`).
 - ``OPSNB_TEST_PARTITION_DELAY_S`` — seconds each Dask scoring partition sleeps first (tests
   set it on running workers to kill one mid-job); unset in normal use.
 """
@@ -28,6 +30,12 @@ SERVE_OPTIONS_ENV = "OPSNB_SERVE_OPTIONS"
 
 PARTITION_DELAY_ENV = "OPSNB_TEST_PARTITION_DELAY_S"
 """Test knob read by Dask scoring partitions: seconds to sleep before scoring."""
+
+BENCH_MODEL_ENV = "OPSNB_BENCH_MODEL"
+"""The model file the service benchmark's hand-written servers load."""
+
+BENCH_SCHEMA_ENV = "OPSNB_BENCH_SCHEMA"
+"""The ``schema.json`` the service benchmark's hand-written servers encode rows with."""
 
 LAB_RUN = "lab"
 """The run an analyst's notebook uses when no run folder is given."""
