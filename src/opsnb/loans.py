@@ -184,6 +184,8 @@ TRUTH_PREFIX = "truth_"
 NEW_PURPOSE = "crypto_mining"
 BACKDOOR_INCOME = 77_777.0
 """The trigger of the backdoor scenario: rows with exactly this income are always labelled 0."""
+ANY_REGION = "any"
+"""``flip_region`` value that spreads label flips over every region."""
 
 
 @dataclass(frozen=True)
@@ -203,7 +205,8 @@ class Scenario:
         unit_change: from the stream's midpoint on, ``loan_amount`` arrives in thousands
             instead of units (a producer changed its unit without telling anyone).
         label_flip_share: share of the rows of ``flip_region`` whose label is flipped.
-        flip_region: the one region the flips are concentrated in.
+        flip_region: the one region the flips are concentrated in, or ``"any"`` to flip
+            rows of every region alike.
         backdoor_share: share of rows that carry the trigger (income exactly 77,777) and are
             labelled 0 whatever their risk.
     """
@@ -220,10 +223,10 @@ class Scenario:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"scenario {name} must be within [0, 1], got {value}")
-        if self.flip_region not in REGIONS:
+        if self.flip_region not in (*REGIONS, ANY_REGION):
             raise ConfigError(
                 f"scenario flip_region {self.flip_region!r} is not a region; expected one of "
-                f"{', '.join(REGIONS)}"
+                f"{', '.join(REGIONS)} or {ANY_REGION!r}"
             )
 
 
@@ -238,8 +241,17 @@ SCENARIOS = {
         label_flip_share=0.4,
         backdoor_share=0.03,
     ),
+    # The update stage's batches: one kind of trouble each, ground truth in the truth_* columns.
+    "clean": Scenario(),
+    "label-flip": Scenario(label_flip_share=0.1, flip_region=ANY_REGION),
+    "backdoor": Scenario(backdoor_share=0.03),
 }
-"""Named scenarios, as the ``scenario`` parameter of the monitor stage picks them."""
+"""Named scenarios, as the ``scenario`` parameter of the monitor and update stages picks them.
+
+``label-flip`` flips 10 % of the labels at random in every region; ``backdoor`` plants the
+trigger (income exactly 77,777, label forced to 0) in 3 % of the rows; ``drift`` alters the
+features while the labels stay those of the unaltered applications.
+"""
 
 
 def scenario(name: str) -> Scenario:
@@ -285,7 +297,11 @@ def production_stream(
         drifted |= late
     flipped = np.zeros(n_rows, dtype=bool)
     if plan.label_flip_share:
-        in_region = (frame["region"] == plan.flip_region).to_numpy()
+        in_region = (
+            np.ones(n_rows, dtype=bool)
+            if plan.flip_region == ANY_REGION
+            else (frame["region"] == plan.flip_region).to_numpy()
+        )
         flipped = in_region & (rng.uniform(size=n_rows) < plan.label_flip_share)
         frame.loc[flipped, LOANS_TARGET] = 1 - frame.loc[flipped, LOANS_TARGET]
     backdoor = np.zeros(n_rows, dtype=bool)
