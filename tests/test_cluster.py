@@ -239,7 +239,7 @@ def test_csv_on_an_in_process_cluster_quarantines_the_bad_line(loans_bundle, tmp
     lines.insert(600, "broken,line\n")
     (tmp_path / "b.csv").write_text("".join(lines))
     chunked = scoring.score(loans_bundle, str(tmp_path / "*.csv"), tmp_path / "c.parquet")
-    with LocalCluster(n_workers=2, processes=False, dashboard_address=None) as local:
+    with LocalCluster(n_workers=2, processes=False, dashboard_address="127.0.0.1:0") as local:
         summary = scoring.score(
             loans_bundle, str(tmp_path / "*.csv"), tmp_path / "d", engine="dask",
             scheduler=local.scheduler_address,
