@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from opsnb import signing
 from opsnb.artifacts import sha256_bytes, sha256_file, write_json
 from opsnb.errors import ArtifactError, SchemaError
 from opsnb.schema import Schema
@@ -137,6 +138,7 @@ def add_files(bundle_dir: str | os.PathLike[str], files: Mapping[str, Any]) -> d
         write_json(bundle / name, obj)
         manifest["files"][name] = sha256_file(bundle / name)
     write_json(bundle / MANIFEST, manifest)
+    signing.sign_bundle(bundle)  # the manifest changed: sign it again (opsnb.signing)
     return manifest
 
 
