@@ -1,0 +1,188 @@
+"""The exact minimal L∞ attack on a forest: Kantchelian et al. (ICML 2016) as a MILP (HiGHS).
+
+Variables, for one row ``x``:
+
+- ``eta`` — the L∞ distance on the scaled features, minimised;
+- one binary predicate ``p[j, i] = [z_j < t_ji]`` per distinct threshold of a feature the
+  attacker may move, ordered so ``p[j, i] <= p[j, i + 1]`` (a value below one threshold is below
+  every larger one); flipping a predicate from its value at ``x`` costs the distance to the
+  nearest point on its other side, so ``eta >= cost * |p - p(x)|``;
+- one leaf weight ``l[t, k]`` in [0, 1] per leaf, one leaf per tree (``sum_k l[t, k] = 1``); a
+  split's left subtree may hold weight only if its predicate holds, the right only if it does
+  not, so the weights select exactly the leaves ``z`` reaches;
+- the decision crosses by a safety margin: ``s * (base + sum v l) <= -MARGIN_SAFETY``.
+
+Splits on features the attacker may not move (immutable, categorical, missing in ``x``) are
+fixed to the branch ``x`` takes. Solved with scipy's interface to HiGHS; at a time limit the
+solver's dual bound is still a valid lower bound on the distance — a certificate that no attack
+within a smaller budget exists.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+from scipy.optimize import Bounds, LinearConstraint, milp
+
+from opsnb.attack import MARGIN_SAFETY, Space, side
+
+
+@dataclass(frozen=True)
+class Exact:
+    """The MILP's answer for one row.
+
+    Attributes:
+        distance: the minimal L∞ distance (``inf``: no change of the movable features flips it),
+            or the best found at the time limit (``nan`` if none).
+        lower_bound: a proven lower bound on the minimal distance (= ``distance`` when optimal).
+        optimal: the solver proved optimality (or infeasibility).
+        point: the adversarial row rebuilt from the predicates (None when none was found).
+        seconds: solve time.
+    """
+
+    distance: float
+    lower_bound: float
+    optimal: bool
+    point: np.ndarray | None
+    seconds: float
+
+
+def _subtree_leaves(space: Space) -> list[dict[int, list[int]]]:
+    """Per tree, the leaves under each node (node -> leaf ids)."""
+    f = space.forest
+    out = []
+    for t in range(f.n_trees):
+        under: dict[int, list[int]] = {}
+
+        def walk(node: int, tree: int = t, acc: dict[int, list[int]] = under) -> list[int]:
+            if f.is_leaf[tree, node]:
+                acc[node] = [node]
+            else:
+                acc[node] = walk(int(f.left[tree, node])) + walk(int(f.right[tree, node]))
+            return acc[node]
+
+        walk(0)
+        out.append(under)
+    return out
+
+
+def min_linf_exact(space: Space, x: np.ndarray, *, time_limit: float = 30.0) -> Exact:
+    """Solve the minimal L∞ attack on row ``x`` exactly (or bounded, at ``time_limit``)."""
+    t0 = time.perf_counter()
+    f = space.forest
+    s = float(side(f.margin(x[None])[0]))
+    movable = [int(j) for j in space.linf if not np.isnan(x[j])]
+    thresholds = {j: space.thresholds[j] for j in movable}
+    # variable layout: eta | predicates (feature by feature) | leaves (tree by tree)
+    pred_index: dict[tuple[int, float], int] = {}
+    costs: list[float] = []
+    at_x: list[int] = []
+    for j in movable:
+        for t in thresholds[j]:
+            pred_index[(j, float(t))] = 1 + len(costs)
+            below = bool(x[j] < t)
+            at_x.append(int(below))
+            if below:
+                costs.append((float(t) - float(x[j])) / space.span[j])
+            else:
+                nearest = float(np.nextafter(t, np.float32(-np.inf)))
+                costs.append((float(x[j]) - nearest) / space.span[j])
+    n_pred = len(costs)
+    under = _subtree_leaves(space)
+    leaf_ids = [sorted(k for k, v in u.items() if v == [k]) for u in under]
+    leaf_index: dict[tuple[int, int], int] = {}
+    for t, leaves in enumerate(leaf_ids):
+        for k in leaves:
+            leaf_index[(t, k)] = 1 + n_pred + len(leaf_index)
+    n_var = 1 + n_pred + len(leaf_index)
+    rows: list[tuple[dict[int, float], float, float]] = []
+    upper = np.ones(n_var)
+    upper[0] = np.inf
+    for i, (cost, below) in enumerate(zip(costs, at_x, strict=True)):  # eta >= cost * |p - p(x)|
+        col = 1 + i
+        if below:
+            rows.append(({0: 1.0, col: cost}, cost, np.inf))
+        else:
+            rows.append(({0: 1.0, col: -cost}, 0.0, np.inf))
+    for j in movable:  # monotone predicates
+        cols = [pred_index[(j, float(t))] for t in thresholds[j]]
+        rows += [({a: 1.0, b: -1.0}, -np.inf, 0.0) for a, b in zip(cols, cols[1:], strict=False)]
+    for t in range(f.n_trees):
+        rows.append(({leaf_index[(t, k)]: 1.0 for k in leaf_ids[t]}, 1.0, 1.0))
+        for node, leaves in under[t].items():
+            if f.is_leaf[t, node]:
+                continue
+            left = [leaf_index[(t, k)] for k in under[t][int(f.left[t, node])]]
+            right = [leaf_index[(t, k)] for k in under[t][int(f.right[t, node])]]
+            j = int(f.feature[t, node])
+            if j in thresholds and not f.is_cat[t, node]:
+                p = pred_index[(j, float(f.threshold[t, node]))]
+                rows.append(({**dict.fromkeys(left, 1.0), p: -1.0}, -np.inf, 0.0))
+                rows.append(({**dict.fromkeys(right, 1.0), p: 1.0}, -np.inf, 1.0))
+            else:  # a fixed split: the branch x does not take holds no weight
+                goes_left = _goes_left(space, x, t, node)
+                upper[right if goes_left else left] = 0.0
+    decision = {leaf_index[(t, k)]: s * float(f.value[t, k]) for t, k in leaf_index}
+    rows.append((decision, -np.inf, -MARGIN_SAFETY - s * f.base_margin))
+    r_idx = [r for r, (coefs, _, _) in enumerate(rows) for _ in coefs]
+    c_idx = [c for coefs, _, _ in rows for c in coefs]
+    values = [v for coefs, _, _ in rows for v in coefs.values()]
+    matrix = sparse.csr_matrix((values, (r_idx, c_idx)), shape=(len(rows), n_var))
+    lower_b = np.array([lo for _, lo, _ in rows])
+    upper_b = np.array([hi for _, _, hi in rows])
+    objective = np.zeros(n_var)
+    objective[0] = 1.0
+    integrality = np.zeros(n_var)
+    integrality[1 : 1 + n_pred] = 1
+    result = milp(
+        objective,
+        constraints=LinearConstraint(matrix, lower_b, upper_b),
+        integrality=integrality,
+        bounds=Bounds(np.zeros(n_var), upper),
+        options={"time_limit": time_limit, "mip_rel_gap": 1e-6},
+    )
+    seconds = time.perf_counter() - t0
+    if result.status == 2:  # infeasible: no move of the movable features flips it
+        return Exact(math.inf, math.inf, True, None, seconds)
+    bound = float(getattr(result, "mip_dual_bound", None) or 0.0)
+    if result.x is None:
+        return Exact(math.nan, max(bound, 0.0), False, None, seconds)
+    point = _rebuild(space, x, thresholds, pred_index, result.x)
+    moved = point != x
+    distance = float(np.max(np.abs(point[moved] - x[moved].astype(np.float64)) / space.span[moved], initial=0.0))
+    optimal = result.status == 0
+    return Exact(distance, distance if optimal else max(bound, 0.0), optimal, point, seconds)
+
+
+def _goes_left(space: Space, x: np.ndarray, t: int, node: int) -> bool:
+    f = space.forest
+    v = x[int(f.feature[t, node])]
+    if np.isnan(v):
+        return bool(f.default_left[t, node])
+    if f.is_cat[t, node]:
+        code = int(v)
+        inside = 0 <= code < f.cat_right.shape[2] and bool(f.cat_right[t, node, code])
+        return not inside
+    return bool(v < f.threshold[t, node])
+
+
+def _rebuild(
+    space: Space,
+    x: np.ndarray,
+    thresholds: dict[int, np.ndarray],
+    pred_index: dict[tuple[int, float], int],
+    solution: np.ndarray,
+) -> np.ndarray:
+    """The point nearest ``x`` inside the cells the predicates chose."""
+    z = x.copy()
+    for j, ts in thresholds.items():
+        below = np.array([solution[pred_index[(j, float(t))]] > 0.5 for t in ts])
+        floor = ts[~below].max() if (~below).any() else -np.inf  # z >= every t it is not below
+        ceiling = ts[below].min() if below.any() else np.inf  # z < the smallest t it is below
+        top = np.nextafter(np.float32(ceiling), np.float32(-np.inf)) if below.any() else np.inf
+        z[j] = np.float32(min(max(float(x[j]), float(floor)), float(top)))
+    return z
