@@ -154,36 +154,58 @@ def _score(space: Space, points: np.ndarray, s: float) -> np.ndarray:
     return s * space.forest.margin(points)
 
 
-def _descend(
-    space: Space, x: np.ndarray, feats: np.ndarray, values: np.ndarray, s: float
-) -> tuple[np.ndarray, float]:
-    """Steepest descent of ``s * margin`` over the given single-feature moves from ``x``.
+class _Walker:
+    """A point moved one feature at a time, its per-tree leaves kept.
 
-    A move on feature j changes only the trees that split on j, so each step scores every move
-    on those trees alone (one vectorised pass over (move, tree) pairs).
+    A move then costs only the trees that split on the moved feature, and each step scores every
+    move in one pass.
     """
-    forest = space.forest
-    z = x.copy()
-    current = forest.leaves(z[None])[0]
-    h = s * (forest.base_margin + float(current.sum()))
-    pair_move, pair_tree = space.pairs(feats)
-    moves = np.arange(feats.size)
-    for _ in range(len(np.unique(feats)) + 1):
-        if h <= -MARGIN_SAFETY or not feats.size:
-            break
-        points = np.repeat(z[None], feats.size, axis=0)
-        points[moves, feats] = values
-        new = forest.leaves_at(points, pair_move, pair_tree)
-        delta = np.bincount(pair_move, new - current[pair_tree], minlength=feats.size)
-        scores = h + s * delta
+
+    def __init__(self, space: Space, x: np.ndarray, s: float) -> None:
+        self.space, self.s = space, s
+        self.z = x.copy()
+        self.current = space.forest.leaves(self.z[None])[0]
+        self.h = s * (space.forest.base_margin + float(self.current.sum()))
+
+    def step(self, feats: np.ndarray, values: np.ndarray) -> tuple[int, float]:
+        """Score every move (``feats[i]`` set to ``values[i]``); return the best and its score."""
+        pair_move, pair_tree = self.space.pairs(feats)
+        points = np.repeat(self.z[None], feats.size, axis=0)
+        points[np.arange(feats.size), feats] = values
+        new = self.space.forest.leaves_at(points, pair_move, pair_tree)
+        delta = np.bincount(pair_move, new - self.current[pair_tree], minlength=feats.size)
+        scores = self.h + self.s * delta
+        self.last_scores = scores
         best = int(np.argmin(scores))
-        if scores[best] >= h - 1e-12:
+        self._pending = (points[best], pair_tree[pair_move == best], new[pair_move == best])
+        return best, float(scores[best])
+
+    def take(self) -> None:
+        """Apply the best move of the last :meth:`step`."""
+        self.z, trees, leaves = self._pending
+        self.current[trees] = leaves
+        self.h = self.s * (self.space.forest.base_margin + float(self.current.sum()))
+
+
+def _descend(
+    space: Space,
+    x: np.ndarray,
+    feats: np.ndarray,
+    values: np.ndarray,
+    s: float,
+    *,
+    until_flip: bool = True,
+) -> tuple[np.ndarray, float]:
+    """Steepest descent of ``s * margin`` over the given single-feature moves from ``x``."""
+    walker = _Walker(space, x, s)
+    for _ in range(len(np.unique(feats)) + 1):
+        if (until_flip and walker.h <= -MARGIN_SAFETY) or not feats.size:
             break
-        z = points[best]
-        mine = pair_move == best
-        current[pair_tree[mine]] = new[mine]
-        h = s * (forest.base_margin + float(current.sum()))
-    return z, h
+        _, score = walker.step(feats, values)
+        if score >= walker.h - 1e-12:
+            break
+        walker.take()
+    return walker.z, walker.h
 
 
 def _enumerate(
@@ -194,7 +216,9 @@ def _enumerate(
     if math.prod(g.size + 1 for g in groups) > ENUMERATE_BUDGET:
         return None
     columns = np.unique(feats)
-    choices = [np.concatenate([[x[j]], g]).astype(np.float32) for j, g in zip(columns, groups)]
+    choices = [
+        np.concatenate([[x[j]], g]).astype(np.float32) for j, g in zip(columns, groups, strict=True)
+    ]
     grid = np.array(list(itertools.product(*choices)), np.float32).reshape(-1, columns.size)
     points = np.repeat(x[None], grid.shape[0], axis=0)
     points[:, columns] = grid
@@ -219,6 +243,50 @@ def flips_within(
         found = _descend(space, x, feats, values, s)
     z, h = found
     return z if h <= -MARGIN_SAFETY else None
+
+
+def worst_within(space: Space, x: np.ndarray, eps: float) -> np.ndarray:
+    """The corner of the ``eps``-box around ``x`` toward the point found to push the margin
+    furthest the other way (the moved features at ``eps``, the rest unchanged)."""
+    s = float(side(space.forest.margin(x[None])[0]))
+    feats, values, dists = _moves(space, x)
+    keep = dists <= eps
+    found = _enumerate(space, x, feats[keep], values[keep], s)
+    if found is None:
+        found = _descend(space, x, feats[keep], values[keep], s, until_flip=False)
+    z = found[0].copy()
+    # Out to the box's corner along the moved features: the model must learn the label there,
+    # not just past the nearest threshold (where a new split would only shave it).
+    j = np.flatnonzero(z != x)
+    z[j] = (x[j] + np.sign(z[j].astype(np.float64) - x[j]) * eps * space.span[j]).astype(np.float32)
+    return z
+
+
+def worst_per_feature(space: Space, x: np.ndarray, eps: float) -> np.ndarray:
+    """Adversarial points along each axis: (points, features).
+
+    For each feature whose move within ``eps`` pushes the margin the other way, ``x`` with that
+    feature moved by ``eps`` in that direction.
+    """
+    s = float(side(space.forest.margin(x[None])[0]))
+    feats, values, dists = _moves(space, x)
+    keep = dists <= eps
+    feats, values = feats[keep], values[keep]
+    if not feats.size:
+        return np.empty((0, x.size), np.float32)
+    walker = _Walker(space, x, s)
+    walker.step(feats, values)
+    scores = walker.last_scores
+    order = np.lexsort((scores, feats))  # by feature, best score first
+    first = order[np.r_[True, feats[order][1:] != feats[order][:-1]]]
+    first = first[scores[first] < walker.h - 1e-12]
+    # Out to the edge of the budget in the harmful direction: the model must learn the label
+    # there, not just past the nearest threshold (where a new split would only shave it).
+    j = feats[first]
+    direction = np.sign(values[first].astype(np.float64) - x[j])
+    points = np.repeat(x[None], first.size, axis=0)
+    points[np.arange(first.size), j] = (x[j] + direction * eps * space.span[j]).astype(np.float32)
+    return points
 
 
 def _distance(space: Space, x: np.ndarray, z: np.ndarray) -> float:
@@ -257,7 +325,7 @@ def min_linf(space: Space, x: np.ndarray, *, floor: float = 0.0, cap: float = 1.
             lo = mid
         else:
             hi, best = mid, z
-    assert best is not None  # noqa: S101 (set whenever hi was)
+    assert best is not None
     changed = int(np.sum(best != x))
     return Found(best, True, _distance(space, x, best), changed)
 
@@ -267,21 +335,17 @@ def min_l0(space: Space, x: np.ndarray, *, max_features: int) -> Found:
     s = float(side(space.forest.margin(x[None])[0]))
     feats = np.concatenate([np.full(v.size, j) for j, v in enumerate(space.l0_values)])
     values = np.concatenate(space.l0_values) if feats.size else np.empty(0, np.float32)
-    z = x.copy()
-    h = float(_score(space, z[None], s)[0])
+    walker = _Walker(space, x, s)
     changed: set[int] = set()
-    while len(changed) < max_features and feats.size:
-        free = ~np.isin(feats, list(changed)) & (values != z[feats])
-        f, v = feats[free], values[free]
-        if not f.size:
+    while len(changed) < max_features:
+        free = ~np.isin(feats, list(changed)) & (values != walker.z[feats])
+        if not free.any():
             break
-        points = np.repeat(z[None], f.size, axis=0)
-        points[np.arange(f.size), f] = v
-        scores = _score(space, points, s)
-        best = int(np.argmin(scores))
-        z, h = points[best], float(scores[best])
-        changed.add(int(f[best]))
-        if h <= -MARGIN_SAFETY:
+        best, _ = walker.step(feats[free], values[free])
+        walker.take()
+        changed.add(int(feats[free][best]))
+        if walker.h <= -MARGIN_SAFETY:
+            z = walker.z
             return Found(z, True, _distance(space, x, z), len(changed))
     return Found(x.copy(), False, math.inf, 0)
 
@@ -297,7 +361,9 @@ def box(space: Space, x: np.ndarray, eps: np.ndarray) -> tuple[np.ndarray, np.nd
     return lo, hi
 
 
-def certified_radius(space: Space, x: np.ndarray, *, cap: float = 1.0, steps: int = 14) -> np.ndarray:
+def certified_radius(
+    space: Space, x: np.ndarray, *, cap: float = 1.0, steps: int = 14
+) -> np.ndarray:
     """Per row, an L∞ radius within which no flip exists (sound; by bisection on the bound)."""
     s = side(space.forest.margin(x))
     lo_r = np.zeros(x.shape[0])

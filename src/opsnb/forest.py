@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import xgboost as xgb
@@ -187,26 +188,10 @@ def from_booster(booster: xgb.Booster) -> Forest:
     is_cat = np.zeros((n, width), bool)
     cat_sets: list[tuple[int, int, list[int]]] = []
     depth = 0
+    arrays = (feature, threshold, left, right, default_left, is_leaf, value, is_cat)
     for i, tree in enumerate(trees):
-        lc = np.asarray(tree["left_children"], np.int64)
-        rc = np.asarray(tree["right_children"], np.int64)
-        m = lc.size
-        leaf = lc < 0
-        cond = np.asarray(tree["split_conditions"], np.float64)
-        feature[i, :m] = np.where(leaf, 0, tree["split_indices"])
-        threshold[i, :m] = np.where(leaf, 0, cond).astype(np.float32)
-        left[i, :m] = np.where(leaf, np.arange(m), lc)
-        right[i, :m] = np.where(leaf, np.arange(m), rc)
-        default_left[i, :m] = np.asarray(tree["default_left"], bool)
-        is_leaf[i, :m] = leaf
-        value[i, :m] = np.where(leaf, cond, 0.0)
-        kinds = np.asarray(tree.get("split_type", [0] * m), np.int64)
-        is_cat[i, :m] = (kinds == 1) & ~leaf
-        starts = tree.get("categories_segments", [])
-        counts = tree.get("categories_sizes", [])
-        cats = tree.get("categories", [])
-        for node, start, count in zip(tree.get("categories_nodes", []), starts, counts, strict=True):
-            cat_sets.append((i, int(node), [int(c) for c in cats[start : start + count]]))
+        _fill(i, tree, arrays, cat_sets)
+        lc, rc = np.asarray(tree["left_children"]), np.asarray(tree["right_children"])
         depth = max(depth, _depth(lc, rc))
     codes = 1 + max((max(c, default=0) for _, _, c in cat_sets), default=-1)
     cat_right = np.zeros((n, width, codes), bool)
@@ -224,6 +209,38 @@ def from_booster(booster: xgb.Booster) -> Forest:
     base = xgb_margin - float(forest.leaves(probe).sum())
     fields = {k: v for k, v in forest.__dict__.items() if not k.startswith("_")}
     return Forest(**{**fields, "base_margin": base})
+
+
+def _fill(
+    i: int,
+    tree: dict[str, Any],
+    arrays: tuple[np.ndarray, ...],
+    cat_sets: list[tuple[int, int, list[int]]],
+) -> None:
+    """Copy tree ``i`` of the JSON dump into row ``i`` of the node arrays."""
+    feature, threshold, left, right, default_left, is_leaf, value, is_cat = arrays
+    lc = np.asarray(tree["left_children"], np.int64)
+    rc = np.asarray(tree["right_children"], np.int64)
+    m = lc.size
+    leaf = lc < 0
+    cond = np.asarray(tree["split_conditions"], np.float64)
+    feature[i, :m] = np.where(leaf, 0, tree["split_indices"])
+    threshold[i, :m] = np.where(leaf, 0, cond).astype(np.float32)
+    left[i, :m] = np.where(leaf, np.arange(m), lc)
+    right[i, :m] = np.where(leaf, np.arange(m), rc)
+    default_left[i, :m] = np.asarray(tree["default_left"], bool)
+    is_leaf[i, :m] = leaf
+    value[i, :m] = np.where(leaf, cond, 0.0)
+    kinds = np.asarray(tree.get("split_type", [0] * m), np.int64)
+    is_cat[i, :m] = (kinds == 1) & ~leaf
+    cats = tree.get("categories", [])
+    for node, start, count in zip(
+        tree.get("categories_nodes", []),
+        tree.get("categories_segments", []),
+        tree.get("categories_sizes", []),
+        strict=True,
+    ):
+        cat_sets.append((i, int(node), [int(c) for c in cats[start : start + count]]))
 
 
 def _depth(left: np.ndarray, right: np.ndarray) -> int:

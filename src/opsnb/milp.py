@@ -20,6 +20,7 @@ within a smaller budget exists.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass
@@ -70,77 +71,98 @@ def _subtree_leaves(space: Space) -> list[dict[int, list[int]]]:
     return out
 
 
+Row = tuple[dict[int, float], float, float]
+"""One linear constraint: {column: coefficient}, lower bound, upper bound."""
+
+
+def _predicates(
+    space: Space, x: np.ndarray, movable: list[int]
+) -> tuple[dict[tuple[int, float], int], list[Row]]:
+    """Predicate columns (from 1, after eta), their cost rows and their monotonicity rows."""
+    index: dict[tuple[int, float], int] = {}
+    rows: list[Row] = []
+    for j in movable:
+        cols = []
+        for t in space.thresholds[j]:
+            col = 1 + len(index)
+            index[(j, float(t))] = col
+            cols.append(col)
+            if x[j] < t:  # p(x) = 1; p = 0 means z >= t
+                cost = (float(t) - float(x[j])) / space.span[j]
+                rows.append(({0: 1.0, col: cost}, cost, np.inf))  # eta >= cost * (1 - p)
+            else:  # p(x) = 0; p = 1 means z <= the float32 below t
+                nearest = float(np.nextafter(t, np.float32(-np.inf)))
+                cost = (float(x[j]) - nearest) / space.span[j]
+                rows.append(({0: 1.0, col: -cost}, 0.0, np.inf))  # eta >= cost * p
+        rows += [({a: 1.0, b: -1.0}, -np.inf, 0.0) for a, b in itertools.pairwise(cols)]
+    return index, rows
+
+
+def _tree_rows(
+    space: Space,
+    x: np.ndarray,
+    *,
+    pred_index: dict[tuple[int, float], int],
+    leaf_index: dict[tuple[int, int], int],
+    under: list[dict[int, list[int]]],
+    upper: np.ndarray,
+) -> list[Row]:
+    """One leaf per tree, and each split's subtrees tied to its predicate (or fixed)."""
+    f = space.forest
+    movable = {j for j, _ in pred_index}
+    rows: list[Row] = []
+    for t in range(f.n_trees):
+        rows.append(({leaf_index[(t, k)]: 1.0 for k in under[t][0]}, 1.0, 1.0))
+        for node in under[t]:
+            if f.is_leaf[t, node]:
+                continue
+            left = [leaf_index[(t, k)] for k in under[t][int(f.left[t, node])]]
+            right = [leaf_index[(t, k)] for k in under[t][int(f.right[t, node])]]
+            j = int(f.feature[t, node])
+            if j in movable and not f.is_cat[t, node]:
+                p = pred_index[(j, float(f.threshold[t, node]))]
+                rows.append(({**dict.fromkeys(left, 1.0), p: -1.0}, -np.inf, 0.0))
+                rows.append(({**dict.fromkeys(right, 1.0), p: 1.0}, -np.inf, 1.0))
+            else:  # a fixed split: the branch x does not take holds no weight
+                upper[right if _goes_left(space, x, t, node) else left] = 0.0
+    return rows
+
+
 def min_linf_exact(space: Space, x: np.ndarray, *, time_limit: float = 30.0) -> Exact:
     """Solve the minimal L∞ attack on row ``x`` exactly (or bounded, at ``time_limit``)."""
     t0 = time.perf_counter()
     f = space.forest
     s = float(side(f.margin(x[None])[0]))
     movable = [int(j) for j in space.linf if not np.isnan(x[j])]
-    thresholds = {j: space.thresholds[j] for j in movable}
     # variable layout: eta | predicates (feature by feature) | leaves (tree by tree)
-    pred_index: dict[tuple[int, float], int] = {}
-    costs: list[float] = []
-    at_x: list[int] = []
-    for j in movable:
-        for t in thresholds[j]:
-            pred_index[(j, float(t))] = 1 + len(costs)
-            below = bool(x[j] < t)
-            at_x.append(int(below))
-            if below:
-                costs.append((float(t) - float(x[j])) / space.span[j])
-            else:
-                nearest = float(np.nextafter(t, np.float32(-np.inf)))
-                costs.append((float(x[j]) - nearest) / space.span[j])
-    n_pred = len(costs)
+    pred_index, rows = _predicates(space, x, movable)
+    n_pred = len(pred_index)
     under = _subtree_leaves(space)
-    leaf_ids = [sorted(k for k, v in u.items() if v == [k]) for u in under]
     leaf_index: dict[tuple[int, int], int] = {}
-    for t, leaves in enumerate(leaf_ids):
-        for k in leaves:
+    for t, tree in enumerate(under):
+        for k in tree[0]:
             leaf_index[(t, k)] = 1 + n_pred + len(leaf_index)
     n_var = 1 + n_pred + len(leaf_index)
-    rows: list[tuple[dict[int, float], float, float]] = []
     upper = np.ones(n_var)
     upper[0] = np.inf
-    for i, (cost, below) in enumerate(zip(costs, at_x, strict=True)):  # eta >= cost * |p - p(x)|
-        col = 1 + i
-        if below:
-            rows.append(({0: 1.0, col: cost}, cost, np.inf))
-        else:
-            rows.append(({0: 1.0, col: -cost}, 0.0, np.inf))
-    for j in movable:  # monotone predicates
-        cols = [pred_index[(j, float(t))] for t in thresholds[j]]
-        rows += [({a: 1.0, b: -1.0}, -np.inf, 0.0) for a, b in zip(cols, cols[1:], strict=False)]
-    for t in range(f.n_trees):
-        rows.append(({leaf_index[(t, k)]: 1.0 for k in leaf_ids[t]}, 1.0, 1.0))
-        for node, leaves in under[t].items():
-            if f.is_leaf[t, node]:
-                continue
-            left = [leaf_index[(t, k)] for k in under[t][int(f.left[t, node])]]
-            right = [leaf_index[(t, k)] for k in under[t][int(f.right[t, node])]]
-            j = int(f.feature[t, node])
-            if j in thresholds and not f.is_cat[t, node]:
-                p = pred_index[(j, float(f.threshold[t, node]))]
-                rows.append(({**dict.fromkeys(left, 1.0), p: -1.0}, -np.inf, 0.0))
-                rows.append(({**dict.fromkeys(right, 1.0), p: 1.0}, -np.inf, 1.0))
-            else:  # a fixed split: the branch x does not take holds no weight
-                goes_left = _goes_left(space, x, t, node)
-                upper[right if goes_left else left] = 0.0
+    rows += _tree_rows(
+        space, x, pred_index=pred_index, leaf_index=leaf_index, under=under, upper=upper
+    )
     decision = {leaf_index[(t, k)]: s * float(f.value[t, k]) for t, k in leaf_index}
     rows.append((decision, -np.inf, -MARGIN_SAFETY - s * f.base_margin))
     r_idx = [r for r, (coefs, _, _) in enumerate(rows) for _ in coefs]
     c_idx = [c for coefs, _, _ in rows for c in coefs]
     values = [v for coefs, _, _ in rows for v in coefs.values()]
     matrix = sparse.csr_matrix((values, (r_idx, c_idx)), shape=(len(rows), n_var))
-    lower_b = np.array([lo for _, lo, _ in rows])
-    upper_b = np.array([hi for _, _, hi in rows])
     objective = np.zeros(n_var)
     objective[0] = 1.0
     integrality = np.zeros(n_var)
     integrality[1 : 1 + n_pred] = 1
     result = milp(
         objective,
-        constraints=LinearConstraint(matrix, lower_b, upper_b),
+        constraints=LinearConstraint(
+            matrix, np.array([r[1] for r in rows]), np.array([r[2] for r in rows])
+        ),
         integrality=integrality,
         bounds=Bounds(np.zeros(n_var), upper),
         options={"time_limit": time_limit, "mip_rel_gap": 1e-6},
@@ -148,14 +170,15 @@ def min_linf_exact(space: Space, x: np.ndarray, *, time_limit: float = 30.0) -> 
     seconds = time.perf_counter() - t0
     if result.status == 2:  # infeasible: no move of the movable features flips it
         return Exact(math.inf, math.inf, True, None, seconds)
-    bound = float(getattr(result, "mip_dual_bound", None) or 0.0)
+    bound = max(float(getattr(result, "mip_dual_bound", None) or 0.0), 0.0)
     if result.x is None:
-        return Exact(math.nan, max(bound, 0.0), False, None, seconds)
-    point = _rebuild(space, x, thresholds, pred_index, result.x)
+        return Exact(math.nan, bound, False, None, seconds)
+    point = _rebuild(space, x, pred_index, result.x)
     moved = point != x
-    distance = float(np.max(np.abs(point[moved] - x[moved].astype(np.float64)) / space.span[moved], initial=0.0))
+    gaps = np.abs(point[moved] - x[moved].astype(np.float64)) / space.span[moved]
+    distance = float(np.max(gaps, initial=0.0))
     optimal = result.status == 0
-    return Exact(distance, distance if optimal else max(bound, 0.0), optimal, point, seconds)
+    return Exact(distance, distance if optimal else bound, optimal, point, seconds)
 
 
 def _goes_left(space: Space, x: np.ndarray, t: int, node: int) -> bool:
@@ -171,15 +194,12 @@ def _goes_left(space: Space, x: np.ndarray, t: int, node: int) -> bool:
 
 
 def _rebuild(
-    space: Space,
-    x: np.ndarray,
-    thresholds: dict[int, np.ndarray],
-    pred_index: dict[tuple[int, float], int],
-    solution: np.ndarray,
+    space: Space, x: np.ndarray, pred_index: dict[tuple[int, float], int], solution: np.ndarray
 ) -> np.ndarray:
     """The point nearest ``x`` inside the cells the predicates chose."""
     z = x.copy()
-    for j, ts in thresholds.items():
+    for j in sorted({j for j, _ in pred_index}):
+        ts = space.thresholds[j]
         below = np.array([solution[pred_index[(j, float(t))]] > 0.5 for t in ts])
         floor = ts[~below].max() if (~below).any() else -np.inf  # z >= every t it is not below
         ceiling = ts[below].min() if below.any() else np.inf  # z < the smallest t it is below

@@ -41,6 +41,10 @@ class Problem:
             takes :data:`DEFAULT_FLOOR` for the metric.
         p99_latency_ms: the serving latency budget for one record.
         cost_per_million_usd: the budget for one million predictions.
+        robustness_floor: the robust accuracy (share of test rows decided right that no
+            attack within ``robustness_epsilon`` flips) the robustness stage requires; ``None``
+            (the default) reports it without gating.
+        robustness_epsilon: the L∞ budget (features scaled to [0, 1]) the floor is judged at.
     """
 
     task: str
@@ -49,6 +53,8 @@ class Problem:
     quality_floor: float | None
     p99_latency_ms: float
     cost_per_million_usd: float
+    robustness_floor: float | None = None
+    robustness_epsilon: float = 0.05
 
     def __post_init__(self) -> None:
         if self.task not in (AUTO, *TASKS):
@@ -63,6 +69,16 @@ class Problem:
             )
         if not self.target:
             raise ConfigError("target is empty; name the label column")
+        if self.robustness_floor is not None and not 0 <= self.robustness_floor <= 1:
+            raise ConfigError(
+                f"robustness_floor {self.robustness_floor!r} is not a share in [0, 1]; it is the "
+                "robust accuracy required at robustness_epsilon (None: no gate)"
+            )
+        if not 0 < self.robustness_epsilon <= 1:
+            raise ConfigError(
+                f"robustness_epsilon {self.robustness_epsilon!r} is outside (0, 1]; it is an L∞ "
+                "budget on features scaled to [0, 1] by the training split's min and max"
+            )
 
     @property
     def resolved(self) -> bool:
@@ -107,7 +123,13 @@ class Problem:
             f"Predict '{self.target}' ({self.task}); success means {self.metric} "
             f"{'>=' if self.higher_is_better else '<='} {floor} on the test split, p99 latency "
             f"<= {self.p99_latency_ms} ms and <= ${self.cost_per_million_usd} per million "
-            "predictions."
+            "predictions"
+            + (
+                f"; robust accuracy >= {self.robustness_floor} at L∞ epsilon "
+                f"{self.robustness_epsilon}."
+                if self.robustness_floor is not None
+                else "."
+            )
         )
 
     @property
