@@ -212,6 +212,8 @@ def _enumerate(
     space: Space, x: np.ndarray, feats: np.ndarray, values: np.ndarray, s: float
 ) -> tuple[np.ndarray, float] | None:
     """The best point over every combination of the moves' cells, when there are few."""
+    if not feats.size:
+        return x.copy(), float(_score(space, x[None], s)[0])
     groups = [values[feats == j] for j in np.unique(feats)]
     if math.prod(g.size + 1 for g in groups) > ENUMERATE_BUDGET:
         return None
@@ -243,23 +245,6 @@ def flips_within(
         found = _descend(space, x, feats, values, s)
     z, h = found
     return z if h <= -MARGIN_SAFETY else None
-
-
-def worst_within(space: Space, x: np.ndarray, eps: float) -> np.ndarray:
-    """The corner of the ``eps``-box around ``x`` toward the point found to push the margin
-    furthest the other way (the moved features at ``eps``, the rest unchanged)."""
-    s = float(side(space.forest.margin(x[None])[0]))
-    feats, values, dists = _moves(space, x)
-    keep = dists <= eps
-    found = _enumerate(space, x, feats[keep], values[keep], s)
-    if found is None:
-        found = _descend(space, x, feats[keep], values[keep], s, until_flip=False)
-    z = found[0].copy()
-    # Out to the box's corner along the moved features: the model must learn the label there,
-    # not just past the nearest threshold (where a new split would only shave it).
-    j = np.flatnonzero(z != x)
-    z[j] = (x[j] + np.sign(z[j].astype(np.float64) - x[j]) * eps * space.span[j]).astype(np.float32)
-    return z
 
 
 def worst_per_feature(space: Space, x: np.ndarray, eps: float) -> np.ndarray:

@@ -120,7 +120,8 @@ class Forest:
 
     def margin(self, x: np.ndarray) -> np.ndarray:
         """The raw score of each row (log-odds for a binary model), as XGBoost sums it."""
-        return self.leaves(np.asarray(x, np.float32)).sum(axis=1) + self.base_margin
+        out: np.ndarray = self.leaves(np.asarray(x, np.float32)).sum(axis=1) + self.base_margin
+        return out
 
     def bound(self, lo: np.ndarray, hi: np.ndarray, *, lower: bool) -> np.ndarray:
         """Per row, a bound on the margin over every point of the box ``[lo, hi]`` (rows, features).

@@ -35,11 +35,17 @@ def adversarial_training(
 ) -> tuple[xgb.Booster, list[dict[str, Any]]]:
     """Retrain against the attack, a few rounds.
 
-    Each round, for ``rows_per_round`` training rows decided
-    right, the attack finds the point within ``budget`` (default 2 ε) that pushes the margin
-    furthest toward the other decision; those points join the training split with their true
-    label, and the model is retrained from scratch (as Madry et al. train against the worst
-    case in the budget, with the forest's own threshold-crossing search as the inner attack).
+    Each round, for ``rows_per_round`` training rows decided right, the attack scores every
+    threshold crossing within ``budget`` (default 2 ε); for each feature whose crossing pushes
+    the margin toward the other decision, a copy of the row with that feature moved the whole
+    budget in that direction joins the training split with the row's true label. The model is
+    retrained from scratch with the clean model's number of trees (more trees would only carve
+    around the added points). Moving to the budget's edge rather than just past the nearest
+    threshold is what makes a retrained split move away from the data, not shave past it.
+
+    Measured (see the issue-11 report): it raises robust accuracy where the classes are farther
+    apart than the budget; where they are not, the added copies contradict the true labels of
+    their neighbours and robustness does not improve.
 
     Returns:
         The last round's booster and one record per round (rows added, total rows).
@@ -73,10 +79,9 @@ def adversarial_training(
         xs, ys = np.ascontiguousarray(train[0][pick], np.float32), train[1][pick]
         decided = space.forest.margin(xs) >= 0
         right = decided == (ys >= (0.5 if threat.threshold is None else threat.threshold))
-        corners = [attack.worst_within(space, x, cap) for x in xs[right]]
-        moved = np.array([bool((c != x).any()) for c, x in zip(corners, xs[right], strict=True)])
-        new = [np.stack(corners)[moved]] if moved.any() else []
-        labels = ys[right][moved]
+        found = [attack.worst_per_feature(space, x, cap) for x in xs[right]]
+        labels = np.repeat(ys[right], [p.shape[0] for p in found])
+        new = [np.vstack(found)] if labels.size else []
         if new:
             x_aug = np.vstack([x_aug, *new])
             y_aug = np.concatenate([y_aug, labels])
@@ -126,7 +131,7 @@ def harden(
         early_stopping_rounds=early_stopping_rounds,
     )
     test_x, test_y = encoded["test"]
-    compare = []
+    compare: list[dict[str, Any]] = []
     for name, model in (("before (clean training)", booster), ("after (adversarial)", robust)):
         space = build(model, schema, encoded["train"][0], threat)
         found = analyse(space, test_x, test_y, threat=threat, sample=attack_rows, seed=seed)
@@ -140,7 +145,7 @@ def harden(
                 "trees": model.num_boosted_rounds(),
             }
         )
-    ratio = compare[1]["median_min_linf"] / max(compare[0]["median_min_linf"], 1e-12)
+    ratio = float(compare[1]["median_min_linf"]) / max(float(compare[0]["median_min_linf"]), 1e-12)
     return robust, {
         "rounds": history,
         "compare": compare,
