@@ -10,11 +10,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from model_kinds import bundle_of, reference, train_kind
 from opsnb import compiler, golden
 from opsnb.errors import CompileError, ParityError
 from opsnb.native import NativeModel, private_copy
 from opsnb.predictor import load_bundle
+from tests.model_kinds import bundle_of, reference, train_kind
 
 
 @pytest.mark.parametrize("kind", ["binary", "regression", "categorical", "missing"])

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import CENSUS_COLUMNS, census_rows, write_census
 from opsnb import datasets
 from opsnb.errors import ConfigError, DataError
+from tests.support import CENSUS_COLUMNS, census_rows, write_census
 
 
 def test_a_comma_space_csv_with_question_marks_and_string_labels(tmp_path: Path) -> None:

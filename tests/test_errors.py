@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from opsnb import parity, pipeline, validation
+from opsnb import parameters, parity, validation
 from opsnb.artifacts import RunManifest
 from opsnb.errors import (
     ArtifactError,
@@ -33,7 +33,7 @@ def test_missing_input_file(tmp_path: Path) -> None:
 def test_undeclared_parameter() -> None:
     with pytest.raises(ConfigError, match=r"^no stage declares the parameter\(s\) 'lr'; "
                        r"declared parameters: "):  # fmt: skip
-        pipeline.route_parameters({"lr": 0.1})
+        parameters.route_parameters({"lr": 0.1})
 
 
 def test_schema_violation_names_the_column() -> None:

@@ -10,7 +10,7 @@ import xgboost as xgb
 from opsnb import config
 from opsnb.artifacts import read_json, sha256_file
 from opsnb.stages import STAGES
-from tests.conftest import SMALL, manifest_of, opsnb_cli, small_args
+from tests.support import SMALL, manifest_of, opsnb_cli, small_args
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""The runner: parameter routing, pre-flight checks, reuse, and failure semantics."""
+"""The runner: pre-flight checks, reuse, fingerprints, and failure semantics."""
 
 import shutil
 from pathlib import Path
@@ -9,25 +9,8 @@ import pytest
 from opsnb import config, pipeline
 from opsnb.artifacts import RunManifest
 from opsnb.errors import ConfigError, StageError
-from tests.conftest import SMALL
-
-
-def test_a_parameter_goes_to_every_stage_that_declares_it() -> None:
-    routed = pipeline.route_parameters({"seed": 3, "n_rows": 100})
-    assert routed["dataset"] == {"seed": 3, "n_rows": 100}
-    assert routed["train"] == {"seed": 3}
-    assert routed["problem"] == {}
-
-
-def test_an_undeclared_parameter_is_refused_with_the_declared_names() -> None:
-    with pytest.raises(ConfigError, match=r"no stage declares the parameter\(s\) 'n_row'; "
-                       r"declared parameters: .*n_rows"):  # fmt: skip
-        pipeline.route_parameters({"n_row": 100})
-
-
-def test_run_dir_is_reserved_for_the_runner() -> None:
-    with pytest.raises(ConfigError, match="'run_dir' is set by the runner"):
-        pipeline.route_parameters({"run_dir": "/tmp/x"})
+from opsnb.stages import STAGES
+from tests.support import SMALL
 
 
 @pytest.fixture
@@ -142,3 +125,13 @@ def test_from_needs_an_existing_run() -> None:
 def test_from_after_until_is_refused() -> None:
     with pytest.raises(ConfigError, match="--from train comes after --until prepare"):
         pipeline.run(run_id="x", from_stage="train", until="prepare")
+
+
+def test_every_input_from_outside_a_run_folder_is_known_to_the_runner() -> None:
+    outside = {name for stage in STAGES for name in stage.outside}
+    assert outside == set(pipeline.OUTSIDE)
+    assert "frozen contract" in stage_outside("prepare")
+
+
+def stage_outside(name: str) -> tuple[str, ...]:
+    return next(s.outside for s in STAGES if s.name == name)

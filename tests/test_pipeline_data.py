@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import census_rows, manifest_of, opsnb_cli, write_census
 from opsnb import config
-from opsnb.artifacts import read_json, sha256_file
+from opsnb.artifacts import read_json, sha256_file, write_json
+from tests.support import census_rows, manifest_of, opsnb_cli, write_census
 
 pytestmark = pytest.mark.slow
 FAST = ["-p", "max_depth", "[3]", "-p", "max_rounds", "80"]
@@ -131,3 +131,35 @@ def test_a_regression_data_set_runs_end_to_end(data_runs: Path) -> None:
     assert metrics["metric"] == "r2"
     assert metrics["scores"]["r2"] > 0.2
     assert read_json(run / "reports/parity.json")["passed"]
+
+
+def test_a_changed_frozen_contract_reruns_prepare(census_run: Path, data_runs: Path) -> None:
+    csv = manifest_of(census_run).stages["dataset"]["params"]["dataset"]
+
+    def until_prepare() -> dict[str, str]:
+        result = opsnb_cli(
+            "run", "-q", "--run-id", "census-contract", "--until", "prepare",
+            "-p", "dataset", csv,
+            "-p", "target", "income", env={config.RUNS_ENV: str(data_runs)},
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        return dict(line.split()[:2] for line in result.stdout.splitlines()[:-1])
+
+    contract = data_runs / "contracts" / "census-income.json"
+    frozen = contract.read_bytes()
+    assert until_prepare()["prepare"] in {"reused", "unchanged"}
+    assert until_prepare()["prepare"] == "unchanged"
+    schema = read_json(contract)
+    age = next(f for f in schema["features"] if f["name"] == "age")
+    age["upper"] = 77.5  # next month's contract: applicants over 77 are refused
+    write_json(contract, schema)
+    try:
+        outcomes = until_prepare()
+        assert outcomes == {"problem": "unchanged", "dataset": "unchanged", "prepare": "executed"}
+        run = data_runs / "census-contract"
+        assert read_json(run / "schema.json") == schema
+        refused = read_json(run / "data/profile.json")["quarantine"]["by_reason"]["out of range"]
+        assert refused > 0
+        assert until_prepare()["prepare"] == "unchanged"
+    finally:
+        contract.write_bytes(frozen)

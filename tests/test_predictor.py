@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model_kinds import CATEGORIES
 from opsnb.artifacts import sha256_file
 from opsnb.errors import ArtifactError, ConfigError, ParityError, SchemaError
 from opsnb.predictor import load_bundle, verify_bundle
+from tests.model_kinds import CATEGORIES
 
 
 @pytest.fixture

@@ -3,9 +3,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import census_rows, write_census
 from opsnb import datasets, prepare
 from opsnb.errors import ConfigError, DataError
+from tests.support import census_rows, write_census
 
 FRACTIONS = {"train": 0.6, "valid": 0.15, "test": 0.15, "trusted": 0.1}
 

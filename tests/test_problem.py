@@ -17,8 +17,9 @@ def _problem(**changes: object) -> Problem:
 
 
 def test_auto_resolves_to_the_tasks_default_metric_and_floor() -> None:
-    assert not _problem().resolved
-    binary = _problem().resolve(task="binary", target="y")
+    stated = _problem()
+    assert (stated.task, stated.metric, stated.quality_floor) == ("auto", "auto", None)
+    binary = stated.resolve(task="binary", target="y")
     assert (binary.task, binary.target, binary.metric, binary.quality_floor) == (
         "binary",
         "y",
@@ -26,7 +27,11 @@ def test_auto_resolves_to_the_tasks_default_metric_and_floor() -> None:
         0.75,
     )
     regression = _problem(quality_floor=0.4).resolve(task="regression", target="v")
-    assert (regression.metric, regression.quality_floor, regression.resolved) == ("r2", 0.4, True)
+    assert (regression.task, regression.metric, regression.quality_floor) == (
+        "regression",
+        "r2",
+        0.4,
+    )
     assert "r2 >= 0.4" in regression.describe()
 
 

@@ -9,12 +9,12 @@ import time
 
 import pytest
 
+from opsnb.bench.load import LoadResult, bodies_from_run, run_load
 from opsnb.errors import ConfigError
-from opsnb.serving import loadtest
 from opsnb.serving.app import ServeOptions
 from opsnb.serving.server import app_from_env, serve
-from tests.conftest import opsnb_cli
 from tests.serving_support import copy_bundle, running_server, wait_ready
+from tests.support import opsnb_cli
 
 pytestmark = pytest.mark.slow
 
@@ -25,11 +25,11 @@ class Load(threading.Thread):
     def __init__(self, server, bodies, **bounds):
         super().__init__(daemon=True)
         self.args = (f"{server.url}/predict", bodies)
-        self.result = loadtest.LoadResult()
+        self.result = LoadResult()
         self.bounds = {"keep_answers": True, "result": self.result, **bounds}
 
     def run(self):
-        loadtest.run_load(*self.args, **self.bounds)
+        run_load(*self.args, **self.bounds)
 
     def answered(self) -> int:
         return len(self.result.answers)
@@ -46,7 +46,7 @@ def logged_ids(path) -> set[str]:
 
 @pytest.fixture(scope="module")
 def bodies(serving_run):
-    return loadtest.bodies_from_run(serving_run, limit=200)
+    return bodies_from_run(serving_run, limit=200)
 
 
 def test_serve_refuses_a_tampered_bundle_before_starting(serving_run, copy_of):
@@ -64,7 +64,7 @@ def test_options_and_urls_are_checked():
     with pytest.raises(ConfigError, match=r"OPSNB_SERVE_OPTIONS is not set; start the service"):
         app_from_env()
     with pytest.raises(ConfigError, match=r"only target http on loopback .*got 'http://10.0.0.1"):
-        loadtest.run_load("http://10.0.0.1:80/predict", [b"{}"])
+        run_load("http://10.0.0.1:80/predict", [b"{}"])
 
 
 def test_over_the_latency_budget_predict_answers_503_but_health_and_metrics_answer(
@@ -86,7 +86,7 @@ def test_under_overload_requests_are_answered_200_or_503_and_none_fail(
     serving_run, tmp_path, bodies
 ):
     with running_server(serving_run, "--budget-ms", "1", folder=tmp_path) as server:
-        result = loadtest.run_load(
+        result = run_load(
             f"{server.url}/predict", bodies, requests=3000, concurrency=96, duration_s=60
         )
     assert set(result.statuses) <= {200, 503}
@@ -159,7 +159,7 @@ def test_sigterm_drains_admitted_requests_and_exits(serving_run, tmp_path, bodie
 
 def test_several_worker_processes_share_the_port_and_the_log(serving_run, tmp_path, bodies):
     with running_server(serving_run, "--workers", "2", folder=tmp_path) as server:
-        result = loadtest.run_load(
+        result = run_load(
             f"{server.url}/predict",
             bodies,
             requests=400,

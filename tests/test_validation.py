@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from opsnb import validation
+from opsnb import config, validation
 from opsnb.errors import ConfigError, SchemaError
 
 
@@ -81,7 +81,7 @@ def test_violations_give_one_reason_per_row_in_priority_order() -> None:
 def test_the_frozen_contract_is_found_by_key_and_checked_to_fit(
     runs_dir: Path,
 ) -> None:
-    path = validation.contract_path("my data/set-y")
+    path = config.contract_path("my data/set-y")
     assert path == runs_dir / "contracts" / "my_data_set-y.json"
     assert validation.load_frozen(path, target="y", task="binary") is None
     schema = validation.infer_schema(_frame(), target="y", task="binary")

@@ -1,7 +1,8 @@
 """opsnb: take a tabular model from a notebook to a compiled, served and monitored model."""
 
 from opsnb.errors import OpsnbError
-from opsnb.pipeline import open_stage, run
+from opsnb.notebook import open_stage
+from opsnb.pipeline import run
 from opsnb.stages import STAGES
 
 __all__ = ["STAGES", "OpsnbError", "open_stage", "run"]

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from opsnb import config, hygiene, pipeline, predictor
 from opsnb.artifacts import write_json
 from opsnb.errors import ConfigError, OpsnbError
-from opsnb.serving import ServeOptions, loadtest, reload, serve
+from opsnb.serving import ServeOptions, reload, serve
 from opsnb.stages import STAGES, Stage
 
 
@@ -102,15 +102,20 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     # Idle OpenMP threads of one engine must not spin against the next one's: set before any
     # engine (XGBoost, ONNX Runtime, TL2cgen) loads its OpenMP runtime.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    run_dir = Path(args.run_dir) if args.run_dir else config.runs_root() / "latest"
+    run_dir = Path(args.run_dir) if args.run_dir else config.latest_run()
     if args.run_dir and not (run_dir / "bundle" / "manifest.json").is_file():
         raise ConfigError(f"{run_dir} has no bundle/manifest.json; run the pipeline first")
     import pandas as pd  # noqa: PLC0415 - bench pulls in every engine; load it only here
 
-    from opsnb import bench  # noqa: PLC0415
+    from opsnb.bench import engines  # noqa: PLC0415
 
     has_run = (run_dir / "bundle" / "manifest.json").is_file()
-    result = bench.run_bench(run_dir=run_dir if has_run else None, quick=args.quick,
+    if not has_run and args.no_large:
+        raise ConfigError(
+            f"nothing to measure: no run with a bundle under {run_dir} and --no-large; "
+            "name a run folder or drop --no-large"
+        )
+    result = engines.run_bench(run_dir=run_dir if has_run else None, quick=args.quick,
                              large=not args.no_large)  # fmt: skip
     with pd.option_context("display.width", 250, "display.max_columns", 20):
         print("median microseconds per row (lower is better)")
@@ -148,8 +153,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_loadtest(args: argparse.Namespace) -> int:
-    bodies = loadtest.bodies_from_run(args.run)
-    result = loadtest.run_load(
+    from opsnb.bench import load  # noqa: PLC0415 - a client: the server's stack is not needed
+
+    load.check_loopback(args.url)  # before reading any data
+    bodies = load.bodies_from_run(args.run)
+    result = load.run_load(
         args.url,
         bodies,
         requests=args.requests,
@@ -159,7 +167,7 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
     )
     summary = result.summary()
     if args.json:
-        print(orjson.dumps(summary).decode())
+        print(orjson.dumps(summary, option=orjson.OPT_NON_STR_KEYS).decode())
         return 0
     print(
         f"{summary['requests']} requests at concurrency {args.concurrency} in "
@@ -202,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     notebooks.add_argument("paths", nargs="*", help="notebooks (default: notebooks/*.ipynb)")
     notebooks.add_argument(
         "--from-run",
-        default=str(config.runs_root() / "latest"),
+        default=str(config.latest_run()),
         help="with adopt: the run whose executed notebooks to copy from",
     )
     notebooks.set_defaults(handler=_cmd_notebooks)
@@ -237,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     load = sub.add_parser("loadtest", help="load a local prediction service and time it")
     load.add_argument("url", help="http://127.0.0.1:PORT/predict (loopback only)")
-    load.add_argument("--run", default=str(config.runs_root() / "latest"),
+    load.add_argument("--run", default=str(config.latest_run()),
                       help="run whose test split supplies the bodies")  # fmt: skip
     load.add_argument("-n", "--requests", type=int, default=2000)
     load.add_argument("-c", "--concurrency", type=int, default=8)

@@ -220,12 +220,6 @@ def export_source_package(
     return target
 
 
-def default_cache_dir() -> Path:
-    """``$OPSNB_COMPILE_CACHE``, or ``.cache/compile`` under the runs folder."""
-    configured = os.environ.get("OPSNB_COMPILE_CACHE")
-    return Path(configured) if configured else config.runs_root() / ".cache" / "compile"
-
-
 def compile_cached(
     model_path: str | os.PathLike[str],
     *,
@@ -254,7 +248,7 @@ def compile_cached(
         "shim": csource.SHIM_VERSION,
     }
     key = sha256_json(identity)[:24]
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    folder = Path(cache_dir) if cache_dir is not None else config.compile_cache_dir()
     entry = folder / key
     if (entry / "compile.json").is_file():
         info: dict[str, Any] = read_json(entry / "compile.json")
@@ -317,7 +311,7 @@ def compile_bundle(
         options: compile options (see :class:`CompileOptions`).
         annotate_rows: training rows for branch annotation, with ``options.annotate``.
         tolerance: max absolute difference allowed against each reference.
-        cache_dir: the compile cache (default :func:`default_cache_dir`).
+        cache_dir: the compile cache (default :func:`opsnb.config.compile_cache_dir`).
         toolchain: the C compiler.
 
     Raises:

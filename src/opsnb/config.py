@@ -1,4 +1,13 @@
-"""Where things live: the project root, the runs folder and run-folder resolution."""
+"""Where things live, what opsnb reads from the environment, and defaults shared by modules.
+
+Every path convention and every ``OPSNB_*`` environment variable is defined here, once.
+
+Environment variables:
+
+- ``OPSNB_RUNS_DIR`` — the runs folder (default ``<project>/runs``); tests point it elsewhere.
+- ``OPSNB_COMPILE_CACHE`` — the compile cache (default ``<runs>/.cache/compile``).
+- ``OPSNB_SERVE_OPTIONS`` — set by ``opsnb serve --workers N`` for its worker processes.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +17,20 @@ from pathlib import Path
 RUNS_ENV = "OPSNB_RUNS_DIR"
 """Environment variable that moves the runs folder (tests point it at a temporary folder)."""
 
+COMPILE_CACHE_ENV = "OPSNB_COMPILE_CACHE"
+"""Environment variable that moves the compile cache."""
+
+SERVE_OPTIONS_ENV = "OPSNB_SERVE_OPTIONS"
+"""Environment variable carrying the serving options (JSON) to worker processes."""
+
 LAB_RUN = "lab"
 """The run an analyst's notebook uses when no run folder is given."""
+
+LATEST = "latest"
+"""The link in the runs folder to the last run whose every stage succeeded."""
+
+RANGE_TOLERANCE = 0.2
+"""A numeric feature's accepted range: its observed min/max widened by this share of the span."""
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -30,6 +51,11 @@ def runs_root() -> Path:
     return Path(configured).resolve() if configured else project_root() / "runs"
 
 
+def latest_run() -> Path:
+    """Return ``<runs>/latest``: the last run whose every stage succeeded."""
+    return runs_root() / LATEST
+
+
 def notebooks_dir() -> Path:
     """Return the folder of the stage notebooks."""
     return project_root() / "notebooks"
@@ -44,3 +70,35 @@ def resolve_run_dir(run_dir: str | os.PathLike[str]) -> Path:
     if text and os.sep not in text and "/" not in text:
         return runs_root() / text
     return Path(text).expanduser().resolve()
+
+
+def cache_dir() -> Path:
+    """Return ``<runs>/.cache``: what can be rebuilt, shared by every run."""
+    return runs_root() / ".cache"
+
+
+def compile_cache_dir() -> Path:
+    """Return the compile cache: ``$OPSNB_COMPILE_CACHE`` or ``<runs>/.cache/compile``."""
+    configured = os.environ.get(COMPILE_CACHE_ENV)
+    return Path(configured) if configured else cache_dir() / "compile"
+
+
+def bench_models_dir() -> Path:
+    """Return where ``opsnb bench`` keeps the large models it trained (reused next time)."""
+    return cache_dir() / "bench"
+
+
+def contract_path(key: str) -> Path:
+    """Where the frozen contract of the data set ``key`` lives: ``<runs>/contracts/<key>.json``."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in key)
+    return runs_root() / "contracts" / f"{safe}.json"
+
+
+def receipt_path(run_dir: Path, stage: str) -> Path:
+    """Where a stage's kernel proves to the runner that its final cell ran (read, then removed)."""
+    return run_dir / ".receipts" / f"{stage}.json"
+
+
+def prediction_log_path(served: str | os.PathLike[str]) -> Path:
+    """The default prediction log of a served run (or bundle) folder: its ``predictions.sqlite``."""
+    return Path(served).expanduser().resolve() / "predictions.sqlite"

@@ -33,7 +33,7 @@ from opsnb.tables import CSV_SUFFIXES, PARQUET_SUFFIXES, read_table
 BUILTIN = ("loans", "breast_cancer", "diabetes")
 """Built-in data sets by the name the ``dataset`` parameter uses."""
 AUTO = "auto"
-"""Field values read as missing, besides pandas' defaults (``NaN``, ``null``, ``N/A``, ...)."""
+"""A parameter value that lets the data decide (the target, the task, the timestamp column)."""
 POSITIVE_LABELS = frozenset({"1", "yes", "y", "true", "t", "positive", "pos"})
 """String labels taken as the positive class (compared in lower case)."""
 _TIME_NAME = re.compile(r"(date|time|_at$|^at$)", re.IGNORECASE)

@@ -7,6 +7,10 @@ input hashes, opsnb's own code) matches a successful earlier execution, and othe
 the notebook. A failed stage marks the run failed, keeps the executed notebook with its
 traceback, moves partial outputs to ``failed/<stage>/`` and stops; ``runs/latest`` only ever
 points at a run whose every stage succeeded.
+
+The runner alone writes the manifest record of a stage it executes. The kernel it starts
+recognises that (:func:`executing`), seals the stage's outputs, and proves its final cell ran
+by leaving a receipt (:func:`write_receipt`) that the runner takes into the record.
 """
 
 from __future__ import annotations
@@ -22,28 +26,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-import nbformat
 import papermill
 
 from opsnb import config
-from opsnb.artifacts import (
-    RunManifest,
-    now_iso,
-    sha256_file,
-    sha256_json,
-)
+from opsnb.artifacts import RunManifest, now_iso, read_json, sha256_file, sha256_json, write_json
 from opsnb.errors import ArtifactError, ConfigError, StageError
 from opsnb.kernels import ensure_kernel
-from opsnb.stages import STAGES, Stage, StageContext, stage_by_name
+from opsnb.parameters import notebook_path, route_parameters
+from opsnb.stages import FROZEN_CONTRACT, STAGES, Stage, stage_by_name
 
 log = logging.getLogger(__name__)
-
-PIPELINE_ENV = "OPSNB_PIPELINE"
-"""Set in a stage kernel's environment while the runner executes it."""
-
-RESERVED_PARAMETERS = frozenset({"run_dir"})
 
 
 @dataclass
@@ -70,52 +64,6 @@ class RunResult:
         return RunManifest.load(self.run_dir)
 
 
-# -- parameters ------------------------------------------------------------------------------
-def notebook_path(stage: Stage) -> Path:
-    """Return the source notebook of ``stage``."""
-    return config.notebooks_dir() / stage.notebook
-
-
-def declared_parameters(stage: Stage) -> dict[str, Any]:
-    """Return the parameters declared in the stage notebook's ``parameters`` cell, by name.
-
-    Raises:
-        StageError: the notebook is missing or does not have exactly one ``parameters`` cell.
-    """
-    path = notebook_path(stage)
-    if not path.is_file():
-        raise StageError(f"stage '{stage.name}': notebook {path} does not exist", stage=stage.name)
-    cells = nbformat.read(path, as_version=4).cells  # type: ignore[no-untyped-call]
-    tagged = sum("parameters" in c.get("metadata", {}).get("tags", []) for c in cells)
-    if tagged != 1:
-        raise StageError(
-            f"stage '{stage.name}': {path.name} has {tagged} cells tagged 'parameters'; "
-            "papermill needs exactly one (View > Cell Toolbar > Tags in Jupyter)",
-            stage=stage.name,
-        )
-    return dict(papermill.inspect_notebook(str(path)))
-
-
-def route_parameters(
-    params: Mapping[str, Any], stages: tuple[Stage, ...] = STAGES
-) -> dict[str, dict[str, Any]]:
-    """Give each stage the parameters its notebook declares; refuse names that no stage declares."""
-    declared = {s.name: declared_parameters(s) for s in stages}
-    reserved = sorted(RESERVED_PARAMETERS & params.keys())
-    if reserved:
-        raise ConfigError(f"parameter {reserved[0]!r} is set by the runner and cannot be given")
-    known = set().union(*declared.values()) - RESERVED_PARAMETERS
-    unknown = sorted(params.keys() - known)
-    if unknown:
-        raise ConfigError(
-            f"no stage declares the parameter(s) {', '.join(map(repr, unknown))}; "
-            f"declared parameters: {', '.join(sorted(known))}"
-        )
-    return {
-        name: {k: v for k, v in params.items() if k in names} for name, names in declared.items()
-    }
-
-
 # -- fingerprints and reuse ------------------------------------------------------------------
 @cache
 def code_hash() -> str:
@@ -126,7 +74,12 @@ def code_hash() -> str:
     )
 
 
-def fingerprint(stage: Stage, params: Mapping[str, Any], inputs: Mapping[str, str]) -> str:
+def fingerprint(
+    stage: Stage,
+    params: Mapping[str, Any],
+    inputs: Mapping[str, str],
+    outside: Mapping[str, str] | None = None,
+) -> str:
     """Return the hash that decides whether ``stage`` must run again."""
     return sha256_json(
         {
@@ -134,9 +87,24 @@ def fingerprint(stage: Stage, params: Mapping[str, Any], inputs: Mapping[str, st
             "notebook": sha256_file(notebook_path(stage)),
             "params": dict(params),
             "inputs": dict(inputs),
+            "outside": dict(outside or {}),
             "code": code_hash(),
         }
     )
+
+
+def _contract_of(folder: Path) -> Path:
+    return config.contract_path(read_json(folder / "data" / "card.json")["key"])
+
+
+OUTSIDE: dict[str, Callable[[Path], Path]] = {FROZEN_CONTRACT: _contract_of}
+"""Where each named input from outside the run folder is, given the run folder."""
+
+
+def outside_inputs(stage: Stage, folder: Path) -> dict[str, str]:
+    """The SHA-256 of each input ``stage`` reads from outside its run folder (or ``absent``)."""
+    paths = {name: OUTSIDE[name](folder) for name in stage.outside}
+    return {name: sha256_file(p) if p.is_file() else "absent" for name, p in paths.items()}
 
 
 def _all_verify(manifest: RunManifest, relpaths: tuple[str, ...]) -> bool:
@@ -275,7 +243,7 @@ def _run_stage(
             f"stage '{stage.name}' cannot start: {exc}", stage=stage.name, run_id=folder.name
         ) from exc
     inputs = {rel: manifest.artifacts[rel]["sha256"] for rel in stage.consumes}
-    fp = fingerprint(stage, params, inputs)
+    fp = fingerprint(stage, params, inputs, outside_inputs(stage, folder))
     if not force and _succeeded_with(manifest, stage, fp):
         return StageOutcome(stage.name, "unchanged", time.perf_counter() - t0)
     if not force and (source := _find_reusable(stage, fp, folder)) is not None:
@@ -284,7 +252,27 @@ def _run_stage(
             stage.name, "reused", time.perf_counter() - t0, f"from run {source.run_dir.name}"
         )
     _start(stage, params, inputs, fp, folder)
-    return _execute(stage, params, folder, kernel)
+    outcome = _execute(stage, params, folder, kernel)
+    if stage.outside:
+        _settle_outside(stage, params, inputs, folder)
+    return outcome
+
+
+def _settle_outside(
+    stage: Stage, params: dict[str, Any], inputs: dict[str, str], folder: Path
+) -> None:
+    """Fingerprint the inputs from outside the run folder as the stage left them.
+
+    A stage may create such an input (the first prepare of a data set freezes its contract);
+    its outputs agree with it, so the next run with that contract is unchanged, and a contract
+    changed after that is not.
+    """
+    manifest = RunManifest.load(folder)
+    outside = outside_inputs(stage, folder)
+    manifest.stages[stage.name].update(
+        outside=outside, fingerprint=fingerprint(stage, params, inputs, outside)
+    )
+    manifest.save()
 
 
 def _reuse(stage: Stage, source: RunManifest, manifest: RunManifest) -> None:
@@ -315,8 +303,34 @@ def _start(
         "inputs": inputs,
         "fingerprint": fp,
         "notebook": f"notebooks/{stage.notebook}",
+        "runner_pid": os.getpid(),  # the kernel's parent: how it knows the runner keeps this
     }
     manifest.save()
+
+
+def executing(manifest: RunManifest, stage: Stage) -> bool:
+    """True in the kernel this runner started for ``stage`` (the runner keeps its record).
+
+    The runner records its process id in the stage's record before it starts the kernel, and
+    the kernel is the runner's child; a notebook opened by hand has another parent.
+    """
+    record = manifest.stages.get(stage.name, {})
+    return record.get("status") == "running" and record.get("runner_pid") == os.getppid()
+
+
+def write_receipt(run_dir: Path, stage: Stage, done: dict[str, Any]) -> None:
+    """From a kernel under the runner: the stage's final cell ran, with these measurements."""
+    write_json(config.receipt_path(run_dir, stage.name), done)
+
+
+def _take_receipt(run_dir: Path, stage: Stage) -> dict[str, Any] | None:
+    """The kernel's receipt for ``stage`` (removed as it is read), or None if it left none."""
+    path = config.receipt_path(run_dir, stage.name)
+    if not path.is_file():
+        return None
+    done: dict[str, Any] = read_json(path)
+    path.unlink()
+    return done
 
 
 def _execute(stage: Stage, params: dict[str, Any], folder: Path, kernel: str) -> StageOutcome:
@@ -325,7 +339,7 @@ def _execute(stage: Stage, params: dict[str, Any], folder: Path, kernel: str) ->
     executed.parent.mkdir(parents=True, exist_ok=True)
     t0, cpu0 = time.perf_counter(), _children_cpu()
     error: BaseException | None = None
-    os.environ[PIPELINE_ENV] = "1"
+    config.receipt_path(folder, stage.name).unlink(missing_ok=True)
     try:
         papermill.execute_notebook(
             str(notebook_path(stage)),
@@ -338,23 +352,23 @@ def _execute(stage: Stage, params: dict[str, Any], folder: Path, kernel: str) ->
         )
     except Exception as exc:  # papermill raises its own errors and the kernel's
         error = exc
-    finally:
-        del os.environ[PIPELINE_ENV]
     wall = time.perf_counter() - t0
+    done = _take_receipt(folder, stage)
     manifest = RunManifest.load(folder)
     record = manifest.stages[stage.name]
     record.update(wall_s=round(wall, 3), cpu_s=round(_children_cpu() - cpu0, 3))
-    if error is None and record.get("status") != "succeeded":
+    if error is None and done is None:
         error = StageError(
             "the notebook ended before its final cell (stage.finish()) ran", stage=stage.name
         )
     if error is not None:
         _fail(stage, manifest, error)
+    record.update(status="succeeded", **(done or {}))
     manifest.save()
     return StageOutcome(stage.name, "executed", wall)
 
 
-def _fail(stage: Stage, manifest: RunManifest, error: BaseException) -> None:
+def _fail(stage: Stage, manifest: RunManifest, error: BaseException) -> NoReturn:
     """Mark the stage and run failed, set partial outputs aside, raise a StageError."""
     for relpath in manifest.unseal_stage(stage.name):
         _set_aside(manifest.run_dir, relpath, stage)
@@ -388,23 +402,3 @@ def _error_summary(error: BaseException) -> str:
     if ename:
         return f"{ename}: {evalue}"
     return f"{type(error).__name__}: {error}"
-
-
-def open_stage(name: str, run_dir: str | os.PathLike[str] = config.LAB_RUN) -> StageContext:
-    """Open stage ``name`` in ``run_dir`` for a notebook and return its context.
-
-    Under the runner the inputs must already be sealed. Opened by hand (JupyterLab), a stage
-    whose inputs are missing first runs the earlier stages with their defaults into the same
-    folder, so every notebook runs on its own.
-    """
-    stage = stage_by_name(name)
-    folder = config.resolve_run_dir(run_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    if not os.environ.get(PIPELINE_ENV):
-        manifest = RunManifest.load(folder)
-        if not _all_verify(manifest, stage.consumes):
-            index = [s.name for s in STAGES].index(name)
-            if index > 0:
-                log.warning("inputs of '%s' missing in %s: running earlier stages", name, folder)
-                run(run_dir=folder, until=STAGES[index - 1].name)
-    return StageContext(stage, folder)

@@ -21,6 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.model_selection import train_test_split
 
+from opsnb import config
 from opsnb.errors import ConfigError, DataError
 from opsnb.validation import REASONS, coerce, column_kind, infer_schema, is_id_like, violations
 
@@ -117,7 +118,7 @@ def prepare(
     fractions: dict[str, float],
     seed: int,
     frozen: dict[str, Any] | None = None,
-    range_tolerance: float = 0.1,
+    range_tolerance: float | None = None,
     unknown_categories: str = "reject",
     label_mapping: dict[str, int] | None = None,
 ) -> Prepared:
@@ -136,7 +137,7 @@ def prepare(
         target=target,
         task=task,
         timestamp=timestamp,
-        range_tolerance=range_tolerance,
+        range_tolerance=config.RANGE_TOLERANCE if range_tolerance is None else range_tolerance,
         unknown_categories=unknown_categories,
         label_mapping=label_mapping,
     )

@@ -80,11 +80,6 @@ class Problem:
                 "budget on features scaled to [0, 1] by the training split's min and max"
             )
 
-    @property
-    def resolved(self) -> bool:
-        """True when task, target and metric are all known (no ``"auto"`` left)."""
-        return AUTO not in (self.task, self.target, self.metric) and self.quality_floor is not None
-
     def resolve(self, *, task: str, target: str) -> Problem:
         """Return this problem with the task and target the data showed, metric and floor filled.
 

@@ -1,24 +1,14 @@
-"""The stage table (what each stage consumes and produces) and the context a stage runs in.
+"""The stage table: what each stage consumes and produces, in run order.
 
-``STAGES`` is the single source of the pipeline's order and contracts: the runner, the notebooks
-and the tests all read it. A notebook opens its stage with :func:`opsnb.pipeline.open_stage`,
-reads inputs through :meth:`StageContext.input` (hash-verified), writes outputs through the
-``write_*`` methods (atomic, sealed) and ends with :meth:`StageContext.finish`, which refuses to
-mark the stage done while a declared output is missing.
+``STAGES`` is the single source of the pipeline's order and contracts: the runner
+(:mod:`opsnb.pipeline`), the notebooks (through :mod:`opsnb.notebook`) and the tests all read it.
 """
 
 from __future__ import annotations
 
-import resource
-import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import pandas as pd
-
-from opsnb.artifacts import RunManifest, now_iso, read_json, write_json, write_parquet
-from opsnb.errors import ArtifactError, StageError
+from opsnb.errors import StageError
 
 
 @dataclass(frozen=True)
@@ -30,9 +20,14 @@ class Stage:
     consumes: tuple[str, ...]
     produces: tuple[str, ...]
     summary: str
+    outside: tuple[str, ...] = ()
+    """Inputs read from outside the run folder, by name (the runner fingerprints them too)."""
 
 
 SPLITS = ("train", "valid", "test", "trusted")
+
+FROZEN_CONTRACT = "frozen contract"
+"""The data set's contract frozen by its first run (``runs/contracts/<key>.json``)."""
 
 STAGES: tuple[Stage, ...] = (
     Stage(
@@ -60,6 +55,7 @@ STAGES: tuple[Stage, ...] = (
             "data/profile.json",
         ),
         "freeze the schema, quarantine bad rows, split",
+        outside=(FROZEN_CONTRACT,),
     ),
     Stage(
         "design",
@@ -139,131 +135,3 @@ def stage_by_name(name: str) -> Stage:
             return stage
     known = ", ".join(s.name for s in STAGES)
     raise StageError(f"unknown stage '{name}'; known stages: {known}", stage=name)
-
-
-def producer_of(relpath: str) -> Stage:
-    """Return the stage that declares ``relpath`` among its outputs."""
-    for stage in STAGES:
-        if relpath in stage.produces:
-            return stage
-    raise ArtifactError(f"no stage declares '{relpath}' as an output", path=relpath)
-
-
-def _usage() -> tuple[float, int]:
-    """CPU seconds of this process and its waited-for children, and peak RSS in KiB."""
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-    return cpu, max(me.ru_maxrss, kids.ru_maxrss)
-
-
-class StageContext:
-    """A stage at work inside one run folder: verified inputs, sealed outputs, a final check."""
-
-    def __init__(self, stage: Stage, run_dir: Path) -> None:
-        self.stage = stage
-        self.run_dir = run_dir
-        self.manifest = RunManifest.load(run_dir)
-        self._cpu0, _ = _usage()
-        self._t0 = time.perf_counter()
-        for relpath in stage.consumes:
-            self.manifest.verify(relpath)
-
-    def __repr__(self) -> str:
-        return f"StageContext(stage={self.stage.name!r}, run_dir='{self.run_dir}')"
-
-    # -- inputs ------------------------------------------------------------------------------
-    def input(self, relpath: str) -> Path:
-        """Return the verified path of a declared input."""
-        if relpath not in self.stage.consumes:
-            raise StageError(
-                f"stage '{self.stage.name}' reads '{relpath}' but does not declare it; "
-                f"declared inputs: {', '.join(self.stage.consumes) or 'none'}",
-                stage=self.stage.name,
-            )
-        return self.manifest.verify(relpath)
-
-    def inputs_under(self, prefix: str) -> Path:
-        """Verify every declared input under folder ``prefix`` and return that folder."""
-        for relpath in self.stage.consumes:
-            if relpath.startswith(prefix):
-                self.input(relpath)
-        return self.run_dir / prefix
-
-    def read_json(self, relpath: str) -> Any:
-        """Read a declared JSON input."""
-        return read_json(self.input(relpath))
-
-    def read_parquet(self, relpath: str) -> pd.DataFrame:
-        """Read a declared Parquet input."""
-        return pd.read_parquet(self.input(relpath))
-
-    # -- outputs -----------------------------------------------------------------------------
-    def output(self, relpath: str) -> Path:
-        """Return where a declared output goes (its folder created); seal it after writing."""
-        if relpath not in self.stage.produces:
-            raise StageError(
-                f"stage '{self.stage.name}' writes '{relpath}' but does not declare it; "
-                f"declared outputs: {', '.join(self.stage.produces)}",
-                stage=self.stage.name,
-            )
-        path = self.run_dir / relpath
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def seal(self, relpath: str) -> Path:
-        """Seal a declared output already written at :meth:`output`'s path."""
-        path = self.output(relpath)
-        self.manifest.seal(relpath, stage=self.stage.name)
-        return path
-
-    def seal_under(self, prefix: str) -> list[str]:
-        """Seal every declared output whose path starts with ``prefix`` (e.g. ``"bundle/"``)."""
-        sealed = [rel for rel in self.stage.produces if rel.startswith(prefix)]
-        for relpath in sealed:
-            self.seal(relpath)
-        return sealed
-
-    def sealed(self, relpath: str) -> Path:
-        """Return the verified path of an output this stage already sealed (read it back)."""
-        self.output(relpath)
-        return self.manifest.verify(relpath)
-
-    def write_json(self, relpath: str, obj: Any) -> Path:
-        """Atomically write and seal a declared JSON output."""
-        write_json(self.output(relpath), obj)
-        return self.seal(relpath)
-
-    def write_parquet(self, relpath: str, frame: pd.DataFrame) -> Path:
-        """Atomically write and seal a declared Parquet output."""
-        write_parquet(self.output(relpath), frame)
-        return self.seal(relpath)
-
-    # -- the end -----------------------------------------------------------------------------
-    def finish(self) -> str:
-        """Check every declared output is sealed and intact, record the stage as done.
-
-        Returns a sentence for the notebook to show.
-        """
-        for relpath in self.stage.produces:
-            if relpath not in self.manifest.artifacts:
-                raise StageError(
-                    f"stage '{self.stage.name}' did not write its declared output '{relpath}'",
-                    stage=self.stage.name,
-                )
-            self.manifest.verify(relpath)
-        cpu, peak_kib = _usage()
-        record = self.manifest.stages.setdefault(self.stage.name, {})
-        record.update(
-            status="succeeded",
-            finished=now_iso(),
-            outputs={r: self.manifest.artifacts[r]["sha256"] for r in self.stage.produces},
-            kernel_cpu_s=round(cpu - self._cpu0, 3),
-            kernel_peak_rss_mb=round(peak_kib / 1024, 1),
-        )
-        self.manifest.save()
-        elapsed = time.perf_counter() - self._t0
-        return (
-            f"Stage '{self.stage.name}' done in {elapsed:.1f} s: "
-            f"{len(self.stage.produces)} outputs sealed in {self.run_dir}."
-        )

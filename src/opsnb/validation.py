@@ -126,7 +126,7 @@ def infer_schema(
     target: str,
     task: str,
     timestamp: str | None = None,
-    range_tolerance: float = 0.1,
+    range_tolerance: float = config.RANGE_TOLERANCE,
     unknown_categories: str = "reject",
     label_mapping: dict[str, int] | None = None,
     leakage_threshold: float = 0.99,
@@ -208,12 +208,6 @@ def _feature(column: pd.Series, kind: str, tolerance: float) -> dict[str, Any]:
 
 
 # -- the frozen contract -----------------------------------------------------------------------
-def contract_path(key: str) -> Path:
-    """Where the frozen contract of the data set ``key`` lives: ``<runs>/contracts/<key>.json``."""
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in key)
-    return config.runs_root() / "contracts" / f"{safe}.json"
-
-
 def freeze(schema: dict[str, Any], path: Path) -> Path:
     """Write ``schema`` as the frozen contract at ``path`` (atomically)."""
     return write_json(path, schema)

@@ -29,6 +29,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from opsnb import config
 from opsnb.errors import OpsnbError, RequestError
 from opsnb.serving import openapi
 from opsnb.serving.batching import MicroBatcher
@@ -115,7 +116,7 @@ class Service:
         """Where predictions are logged."""
         if self.options.log_path:
             return Path(self.options.log_path)
-        return Path(self.options.bundle).expanduser().resolve() / "predictions.sqlite"
+        return config.prediction_log_path(self.options.bundle)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _: Starlette) -> AsyncIterator[None]:

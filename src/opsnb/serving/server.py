@@ -21,18 +21,18 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
+from opsnb import config
 from opsnb.errors import ConfigError
 from opsnb.serving.app import ServeOptions, create_app
-
-OPTIONS_ENV = "OPSNB_SERVE_OPTIONS"
-"""Environment variable carrying :class:`ServeOptions` (JSON) to worker processes."""
 
 
 def app_from_env() -> ASGIApp:
     """Build the app from ``$OPSNB_SERVE_OPTIONS`` (how worker processes get their options)."""
-    text = os.environ.get(OPTIONS_ENV)
+    text = os.environ.get(config.SERVE_OPTIONS_ENV)
     if not text:
-        raise ConfigError(f"${OPTIONS_ENV} is not set; start the service with 'opsnb serve'")
+        raise ConfigError(
+            f"${config.SERVE_OPTIONS_ENV} is not set; start the service with 'opsnb serve'"
+        )
     return create_app(ServeOptions(**json.loads(text)))
 
 
@@ -60,5 +60,5 @@ def serve(
         uvicorn.Server(uvicorn.Config(create_app(options), **common)).run()
         return
     worker_options = dataclasses.replace(options, load_first=True)
-    os.environ[OPTIONS_ENV] = json.dumps(dataclasses.asdict(worker_options))
+    os.environ[config.SERVE_OPTIONS_ENV] = json.dumps(dataclasses.asdict(worker_options))
     uvicorn.run("opsnb.serving.server:app_from_env", factory=True, workers=workers, **common)

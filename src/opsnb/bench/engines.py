@@ -1,4 +1,4 @@
-"""``opsnb bench``: how fast the compiled predictor is, against the alternatives, in one run.
+"""The engine benchmark (``opsnb bench``): the compiled predictor against the alternatives.
 
 For a model and its bundle, each engine scores batches of 1 to 32,768 rows with 1 and 2 threads:
 opsnb's predictor, XGBoost ``inplace_predict``, XGBoost ``predict`` with a DMatrix, ONNX Runtime
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -27,7 +28,7 @@ import pandas as pd
 import tl2cgen
 import xgboost as xgb
 
-from opsnb import compiler, csource, loans, predictor, training, validation
+from opsnb import compiler, config, csource, loans, predictor, training, validation
 from opsnb.artifacts import read_json, write_json
 from opsnb.native import private_copy
 
@@ -146,7 +147,8 @@ def _engines(
     names, types = validation.feature_names(schema), validation.feature_types(schema)
     compiled = predictor.load_bundle(bundle, threads=threads)
     booster.set_param({"nthread": threads})
-    lib = tl2cgen.Predictor(str(private_copy(bundle / "model.so")), nthread=threads)
+    library = private_copy(bundle / "model.so", prefix="opsnb-bench-")
+    lib = tl2cgen.Predictor(str(library), nthread=threads)
     engines: dict[str, Engine] = {
         OPSNB: compiled.predict,
         XGB_INPLACE: booster.inplace_predict,
@@ -165,7 +167,8 @@ def _engines(
         engines[ONNX] = _onnx_engine(booster, len(names), threads)
     except Exception as exc:  # not installed, or the model has splits ONNX cannot express
         skipped[ONNX] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-    return engines, [compiled.close]
+    # The loaded code stays mapped once its file is gone: remove the private copy at the end.
+    return engines, [compiled.close, lambda: shutil.rmtree(library.parent, ignore_errors=True)]
 
 
 def _c_loop(
@@ -175,7 +178,8 @@ def _c_loop(
     with tempfile.TemporaryDirectory(prefix="opsnb-bench-") as tmp:
         folder = Path(tmp)
         (folder / "c_loop.c").write_text(csource.C_LOOP_SOURCE)
-        lib = private_copy(bundle / "model.so")
+        lib = folder / "model.so"  # run in a child process: a plain copy, gone with the folder
+        shutil.copyfile(bundle / "model.so", lib)
         subprocess.run(
             [
                 "gcc",
@@ -341,7 +345,7 @@ def run_bench(
     result = BenchResult()
     batches = QUICK_BATCH_SIZES if quick else BATCH_SIZES
     budget = 0.05 if quick else 0.5
-    cache = cache_dir or compiler.default_cache_dir()
+    cache = cache_dir or config.compile_cache_dir()
     if run_dir is not None:
         test = pd.read_parquet(run_dir / "data" / "test.parquet")
         schema = validation_schema(run_dir / "bundle")
@@ -358,20 +362,22 @@ def run_bench(
     if large:
         trees, depth, n = (60, 4, 4000) if quick else (1000, 8, 20_000)
         model_path, schema_path, rows = large_model(
-            cache.parent / "bench", trees=trees, depth=depth, rows=n
+            config.bench_models_dir(), trees=trees, depth=depth, rows=n
         )
-        bundle = Path(tempfile.mkdtemp(prefix="opsnb-bench-bundle-"))
-        compiler.compile_bundle(
-            model_path, bundle, schema_path=schema_path, sample=rows[:2000], cache_dir=cache
-        )
-        bench_model(
-            f"large {trees}x{depth}",
-            model_path,
-            bundle,
-            rows,
-            batches=batches,
-            threads=threads,
-            budget_s=budget,
-            result=result,
-        )
+        # The compiled library is cached by model hash; the bundle around it is scratch.
+        with tempfile.TemporaryDirectory(prefix="opsnb-bench-bundle-") as tmp:
+            bundle = Path(tmp) / "bundle"
+            compiler.compile_bundle(
+                model_path, bundle, schema_path=schema_path, sample=rows[:2000], cache_dir=cache
+            )
+            bench_model(
+                f"large {trees}x{depth}",
+                model_path,
+                bundle,
+                rows,
+                batches=batches,
+                threads=threads,
+                budget_s=budget,
+                result=result,
+            )
     return result

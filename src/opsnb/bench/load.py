@@ -1,4 +1,4 @@
-"""A load generator for the prediction service: loopback only, bounded in requests and time.
+"""The load generator (``opsnb loadtest``): loopback only, bounded in requests and time.
 
 Each of ``concurrency`` connections sends HTTP/1.1 keep-alive requests back to back (a closed
 loop, like wrk) until ``requests`` were sent or ``duration_s`` passed. With ``rate`` set, requests

@@ -1,10 +1,13 @@
 import json
+import re
 import shutil
 
 import pytest
 
+from opsnb.bench.load import LoadResult, bodies_from_run, check_loopback, run_load
 from opsnb.errors import ConfigError
-from opsnb.serving.loadtest import LoadResult, bodies_from_run, check_loopback, run_load
+from tests.serving_support import running_server
+from tests.support import opsnb_cli
 
 
 @pytest.mark.parametrize(
@@ -60,3 +63,25 @@ def test_a_run_without_a_test_split_is_refused(serving_run, tmp_path):
     shutil.copytree(serving_run / "bundle", tmp_path / "run" / "bundle")
     with pytest.raises(ConfigError, match=r"data/test.parquet is missing; pass a run folder"):
         bodies_from_run(tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_opsnb_loadtest_loads_a_running_service_and_reports_it(serving_run, tmp_path):
+    with running_server(serving_run, folder=tmp_path) as server:
+        url = f"{server.url}/predict"
+        args = ("loadtest", url, "--run", str(serving_run), "-n", "60", "-c", "4")
+        as_json = opsnb_cli(*args, "--duration", "20", "--json")
+        as_text = opsnb_cli(*args, "--duration", "20")
+    assert as_json.returncode == 0, as_json.stderr[-3000:]
+    summary = json.loads(as_json.stdout)
+    assert (summary["requests"], summary["ok"], summary["statuses"]) == (60, 60, {"200": 60})
+    assert 0 < summary["p50_ms"] <= summary["p99_ms"]
+    assert as_text.returncode == 0, as_text.stderr[-3000:]
+    assert re.match(r"60 requests at concurrency 4 in [\d.]+ s: [\d.]+ ok/s, p50 ", as_text.stdout)
+    assert "statuses {200: 60}, connection failures 0" in as_text.stdout
+
+
+def test_opsnb_loadtest_refuses_a_remote_target_before_reading_the_run(tmp_path):
+    done = opsnb_cli("loadtest", "http://10.0.0.1:80/predict", "--run", str(tmp_path / "none"))
+    assert done.returncode == 1
+    assert "error: load tests only target http on loopback" in done.stderr
