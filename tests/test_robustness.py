@@ -176,6 +176,9 @@ def test_regression_attacks_past_a_threshold_or_says_it_does_not_apply(model_kin
     assert summary["applies"] is False
     assert "decision_threshold" in summary["reason"]
     assert "does not apply" in robustness_report.headline(nothing, off, kind.schema)
+    verdict = robustness.gate(nothing, {"robustness_floor": 0.9})
+    assert verdict["passed"]
+    assert "does not apply" in robustness.enforce(verdict)
     on = robustness.threat_model(kind.schema, threshold=0.0, epsilon=0.1)
     _space, found = analysed(kind, on)
     assert (found.linf < math.inf).any()

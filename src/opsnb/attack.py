@@ -166,23 +166,67 @@ class _Walker:
         self.z = x.copy()
         self.current = space.forest.leaves(self.z[None])[0]
         self.h = s * (space.forest.base_margin + float(self.current.sum()))
+        self._moves: tuple[np.ndarray, np.ndarray] | None = None
+        self._moved: int | None = None  # the feature the last take() changed
 
-    def step(self, feats: np.ndarray, values: np.ndarray) -> tuple[int, float]:
-        """Score every move (``feats[i]`` set to ``values[i]``); return the best and its score."""
-        pair_move, pair_tree = self.space.pairs(feats)
-        points = np.repeat(self.z[None], feats.size, axis=0)
-        points[np.arange(feats.size), feats] = values
-        new = self.space.forest.leaves_at(points, pair_move, pair_tree)
-        delta = np.bincount(pair_move, new - self.current[pair_tree], minlength=feats.size)
-        scores = self.h + self.s * delta
+    def step(
+        self, feats: np.ndarray, values: np.ndarray, allowed: np.ndarray | None = None
+    ) -> tuple[int, float]:
+        """Score every move (``feats[i]`` set to ``values[i]``); return the best and its score.
+
+        Called again with the same move arrays after :meth:`take`, only the (move, tree) pairs
+        in trees that split on the feature just moved are re-evaluated: the others reach the
+        same leaves as before. ``allowed`` masks moves out of the choice.
+        """
+        forest = self.space.forest
+        if self._moves is None or self._moves[0] is not feats or self._moves[1] is not values:
+            self._moves = (feats, values)
+            self._pair_move, self._pair_tree = self.space.pairs(feats)
+            self._points = np.repeat(self.z[None], feats.size, axis=0)
+            self._points[np.arange(feats.size), feats] = values
+            self._new = forest.leaves_at(self._points, self._pair_move, self._pair_tree)
+            self._part = self._new - self.current[self._pair_tree]  # each pair's score change
+            self._delta = np.bincount(self._pair_move, self._part, minlength=feats.size)
+            sizes = np.bincount(self._pair_move, minlength=feats.size)
+            self._move_start = np.concatenate([[0], np.cumsum(sizes)])
+            self._by_tree = np.argsort(self._pair_tree, kind="stable")
+            counts = np.bincount(self._pair_tree, minlength=forest.n_trees)
+            self._tree_start = np.concatenate([[0], np.cumsum(counts)])
+        elif self._moved is not None:
+            j = self._moved
+            self._points[feats != j, j] = self.z[j]
+            trees = self.space.tree_idx[self.space.tree_ptr[j] : self.space.tree_ptr[j + 1]]
+            starts, ends = self._tree_start[trees], self._tree_start[trees + 1]
+            sizes = ends - starts
+            offsets = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+            idx = self._by_tree[np.repeat(starts, sizes) + offsets]  # pairs in those trees
+            redo = idx[feats[self._pair_move[idx]] != j]  # moves on j itself kept their point
+            self._new[redo] = forest.leaves_at(
+                self._points, self._pair_move[redo], self._pair_tree[redo]
+            )
+            part = self._new[idx] - self.current[self._pair_tree[idx]]
+            self._delta += np.bincount(
+                self._pair_move[idx], part - self._part[idx], minlength=feats.size
+            )
+            self._part[idx] = part
+        self._moved = None
+        scores = self.h + self.s * self._delta
+        if allowed is not None:
+            scores = np.where(allowed, scores, np.inf)
         self.last_scores = scores
         best = int(np.argmin(scores))
-        self._pending = (points[best], pair_tree[pair_move == best], new[pair_move == best])
+        mine = slice(self._move_start[best], self._move_start[best + 1])
+        self._pending = (
+            int(feats[best]),
+            self._points[best].copy(),
+            self._pair_tree[mine],
+            self._new[mine].copy(),
+        )
         return best, float(scores[best])
 
     def take(self) -> None:
         """Apply the best move of the last :meth:`step`."""
-        self.z, trees, leaves = self._pending
+        self._moved, self.z, trees, leaves = self._pending
         self.current[trees] = leaves
         self.h = self.s * (self.space.forest.base_margin + float(self.current.sum()))
 
@@ -326,9 +370,9 @@ def min_l0(space: Space, x: np.ndarray, *, max_features: int) -> Found:
         free = ~np.isin(feats, list(changed)) & (values != walker.z[feats])
         if not free.any():
             break
-        best, _ = walker.step(feats[free], values[free])
+        best, _ = walker.step(feats, values, free)
         walker.take()
-        changed.add(int(feats[free][best]))
+        changed.add(int(feats[best]))
         if walker.h <= -MARGIN_SAFETY:
             z = walker.z
             return Found(z, True, _distance(space, x, z), len(changed))
@@ -347,7 +391,7 @@ def box(space: Space, x: np.ndarray, eps: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def certified_radius(
-    space: Space, x: np.ndarray, *, cap: float = 1.0, steps: int = 14
+    space: Space, x: np.ndarray, *, cap: float = 1.0, steps: int = 11
 ) -> np.ndarray:
     """Per row, an L∞ radius within which no flip exists (sound; by bisection on the bound)."""
     s = side(space.forest.margin(x))
@@ -365,9 +409,13 @@ def certified_radius(
 def _certified(space: Space, x: np.ndarray, eps: np.ndarray, s: np.ndarray) -> np.ndarray:
     """True where no point of the ``eps``-box around the row crosses the decision."""
     lo, hi = box(space, x, eps)
-    lower = space.forest.bound(lo, hi, lower=True)
-    upper = space.forest.bound(lo, hi, lower=False)
-    return np.where(s > 0, lower >= 0, upper < 0)
+    out = np.zeros(x.shape[0], bool)
+    up = s > 0  # a positive decision flips when the margin can fall below 0, and vice versa
+    if up.any():
+        out[up] = space.forest.bound(lo[up], hi[up], lower=True) >= 0
+    if (~up).any():
+        out[~up] = space.forest.bound(lo[~up], hi[~up], lower=False) < 0
+    return out
 
 
 def noise_flips(space: Space, x: np.ndarray, eps: float, *, draws: int, seed: int) -> np.ndarray:

@@ -157,9 +157,12 @@ class Analysis:
         return mean(self.correct & ~((self.l0 >= 1) & (self.l0 <= k)))
 
 
-def rounded(value: float) -> float:
-    """``value`` to 4 decimals (infinities and NaN unchanged)."""
-    return round(value, 4) if math.isfinite(value) else value
+def rounded(value: float) -> float | None:
+    """``value`` to 4 decimals; None for infinity or NaN (JSON has neither).
+
+    An infinite distance means no flip was found within the budget searched.
+    """
+    return round(value, 4) if math.isfinite(value) else None
 
 
 def mean(values: np.ndarray) -> float:
@@ -296,7 +299,7 @@ def gate(analysis: Analysis, problem: dict[str, Any]) -> dict[str, Any]:
     eps = float(problem.get("robustness_epsilon") or DEFAULT_EPSILON)
     value = analysis.robust_accuracy(eps)
     verdict: dict[str, Any] = {"floor": floor, "epsilon": eps, "robust_accuracy": rounded(value)}
-    verdict["passed"] = floor is None or value >= float(floor)
+    verdict["passed"] = floor is None or not analysis.rows.size or value >= float(floor)
     if not verdict["passed"]:
         weakest = np.argsort(analysis.linf)[:5]
         verdict["evidence"] = [
@@ -308,6 +311,8 @@ def gate(analysis: Analysis, problem: dict[str, Any]) -> dict[str, Any]:
 
 def enforce(verdict: dict[str, Any]) -> str:
     """Raise with the evidence when the robustness floor is not met; else say it is."""
+    if verdict["robust_accuracy"] is None:
+        return "robustness gate does not apply: no decision was attacked"
     if verdict["floor"] is None:
         return (
             f"robustness floor off: robust accuracy {verdict['robust_accuracy']:.3f} at "
