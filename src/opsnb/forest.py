@@ -89,10 +89,12 @@ class Forest:
             v = x_flat.take(row_base + flat["feature"].take(node))
             go_left = v < flat["threshold"].take(node)
             if categorical:
-                codes = self.cat_right.shape[2]
-                code = np.nan_to_num(v, nan=0).astype(np.int64).clip(0, codes - 1)
-                cat_left = ~flat["cat_right"].take(node * codes + code)
-                go_left = np.where(flat["is_cat"].take(node), cat_left, go_left)
+                at = np.flatnonzero(flat["is_cat"].take(node))
+                if at.size:
+                    codes = self.cat_right.shape[2]
+                    vc = v[at]
+                    code = np.minimum(np.where(vc >= 0, vc, 0).astype(np.int64), codes - 1)
+                    go_left[at] = ~flat["cat_right"].take(node[at] * codes + code)
             if missing:
                 go_left = np.where(np.isnan(v), flat["default_left"].take(node), go_left)
             node = np.where(go_left, flat["left"].take(node), flat["right"].take(node))
