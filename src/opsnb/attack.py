@@ -336,24 +336,30 @@ def min_linf(space: Space, x: np.ndarray, *, floor: float = 0.0, cap: float = 1.
     budgets = np.unique(dists[(dists > floor) & (dists <= cap)])
     best: np.ndarray | None = None
     lo, hi, step = -1, budgets.size, 1  # invariant: no flip found at lo, a flip at hi
+
+    def found_at(k: int, z: np.ndarray) -> int:
+        # A flip found within budget k may lie closer: its own distance bounds the search.
+        own = int(np.searchsorted(budgets, _distance(space, x, z), side="left"))
+        return max(lo + 1, min(k, own))
+
     while lo + step < budgets.size:  # exponential search from the smallest budget
         z = flips_within(space, x, float(budgets[lo + step]), s, moves)
         if z is not None:
-            hi, best = lo + step, z
+            hi, best = found_at(lo + step, z), z
             break
         lo, step = lo + step, step * 2
     else:
         z = flips_within(space, x, float(budgets[-1]), s, moves) if budgets.size else None
         if z is None:
             return Found(x.copy(), False, math.inf, 0)
-        hi, best = budgets.size - 1, z
+        hi, best = found_at(budgets.size - 1, z), z
     while hi - lo > 1:
         mid = (lo + hi) // 2
         z = flips_within(space, x, float(budgets[mid]), s, moves)
         if z is None:
             lo = mid
         else:
-            hi, best = mid, z
+            hi, best = found_at(mid, z), z
     assert best is not None
     changed = int(np.sum(best != x))
     return Found(best, True, _distance(space, x, best), changed)
