@@ -3,10 +3,12 @@
 #   docker build --build-arg RUN=runs/<run-id> -t opsnb-serve .
 #   docker run --rm -p 8000:8000 -v opsnb-log:/var/lib/opsnb opsnb-serve
 #
-# The build stage has the compiler and the whole project; it checks the bundle against its
-# manifest (so a tampered bundle fails the build) and builds a wheel. The serving stage has
-# neither gcc nor the training stack's notebooks: the wheel, the bundle and the test split for
-# `opsnb loadtest`.
+# The build stage has the compiler and the project; it checks the bundle against its manifest
+# (so a tampered bundle fails the build) and builds a wheel. The serving stage installs the
+# wheel without extras: only what serving needs (numpy, pandas, pyarrow, starlette, uvicorn,
+# orjson, prometheus-client), none of the pipeline's stack (no XGBoost, scikit-learn, pandera,
+# papermill or Jupyter; see the `pipeline` extra in pyproject.toml), no gcc; plus the bundle
+# and the test split for `opsnb loadtest`.
 
 ARG PYTHON=3.11
 
@@ -21,7 +23,7 @@ RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
 ARG RUN=runs/latest
 COPY ${RUN}/bundle /bundle/bundle
 COPY ${RUN}/data/test.parquet /bundle/data/test.parquet
-RUN python -c "from opsnb.predictor import verify_bundle; verify_bundle('/bundle/bundle')"
+RUN python -c "from opsnb.bundle import verify_bundle; verify_bundle('/bundle/bundle')"
 
 FROM python:${PYTHON}-slim AS serve
 RUN useradd --system --uid 10001 opsnb && mkdir -p /var/lib/opsnb && chown opsnb /var/lib/opsnb

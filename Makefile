@@ -32,9 +32,10 @@ lint: $(STAMP)
 clean-notebooks: $(STAMP)
 	$(BIN)/opsnb notebooks clean
 
+## make lab: JupyterLab at the project root (notebooks/ and runs/ both visible)
 lab: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,lab]'
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab --ServerApp.root_dir=.
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -11,6 +11,7 @@ import numpy as np
 import xgboost as xgb
 
 from opsnb import compiler
+from opsnb.schema import Schema
 
 CATEGORIES = ["red", "green", "blue", "grey", "pink"]
 
@@ -22,12 +23,13 @@ class Kind:
     name: str
     model_path: Path
     schema_path: Path
-    schema: dict[str, Any]
+    schema: Schema
     x: np.ndarray
     booster: xgb.Booster
 
 
 def make_schema(task: str, *, categorical: bool) -> dict[str, Any]:
+    """A minimal schema.json document (no dtype, lower/upper or policy: all optional)."""
     features: list[dict[str, Any]] = [
         {"name": f"x{i}", "kind": "numeric", "nullable": True, "min": -4.0, "max": 4.0}
         for i in range(4)
@@ -46,12 +48,12 @@ def make_schema(task: str, *, categorical: bool) -> dict[str, Any]:
     }
 
 
-def make_rows(n: int, schema: dict[str, Any], *, seed: int, missing: float) -> np.ndarray:
+def make_rows(n: int, schema: Schema, *, seed: int, missing: float) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, len(schema["features"]))).astype(np.float32)
-    for j, f in enumerate(schema["features"]):
-        if f["kind"] == "categorical":
-            x[:, j] = rng.integers(0, len(f["categories"]), n)
+    x = rng.normal(size=(n, len(schema.features))).astype(np.float32)
+    for j, f in enumerate(schema.features):
+        if f.is_categorical:
+            x[:, j] = rng.integers(0, len(f.categories), n)
     x[rng.random(x.shape) < missing] = np.nan
     return x
 
@@ -59,7 +61,8 @@ def make_rows(n: int, schema: dict[str, Any], *, seed: int, missing: float) -> n
 def train_kind(folder: Path, name: str, *, trees: int = 40, depth: int = 4, seed: int = 0) -> Kind:
     """Train and save one of: binary, regression, categorical, missing, multiclass."""
     task = "regression" if name == "regression" else "binary"
-    schema = make_schema(task, categorical=name in ("categorical", "multiclass"))
+    doc = make_schema(task, categorical=name in ("categorical", "multiclass"))
+    schema = Schema.from_dict(doc)
     x = make_rows(
         3000, schema, seed=seed, missing={"missing": 0.15, "categorical": 0.05}.get(name, 0.0)
     )
@@ -73,8 +76,7 @@ def train_kind(folder: Path, name: str, *, trees: int = 40, depth: int = 4, seed
         label = np.digitize(signal, [-0.5, 0.5]).astype(float)
     else:
         params["objective"], label = "binary:logistic", (signal > 0).astype(float)
-    types = ["c" if f["kind"] == "categorical" else "q" for f in schema["features"]]
-    names = [f["name"] for f in schema["features"]]
+    types, names = schema.feature_types, schema.feature_names
     dtrain = xgb.DMatrix(
         x,
         label=label,
@@ -88,14 +90,13 @@ def train_kind(folder: Path, name: str, *, trees: int = 40, depth: int = 4, seed
     model_path = folder / f"{name}.ubj"
     booster.save_model(model_path)
     schema_path = folder / f"{name}.schema.json"
-    schema_path.write_text(json.dumps(schema))
+    schema_path.write_text(json.dumps(doc))
     return Kind(name, model_path, schema_path, schema, x, booster)
 
 
 def reference(kind: Kind, x: np.ndarray) -> np.ndarray:
     """XGBoost's own predictions (Booster.predict) for rows in schema order."""
-    types = ["c" if f["kind"] == "categorical" else "q" for f in kind.schema["features"]]
-    names = [f["name"] for f in kind.schema["features"]]
+    types, names = kind.schema.feature_types, kind.schema.feature_names
     d = xgb.DMatrix(
         x, feature_names=names, feature_types=types, enable_categorical=True, missing=np.nan
     )

@@ -3,6 +3,7 @@ import json
 import numpy as np
 
 from opsnb.bench import engines
+from opsnb.bundle import verify_bundle
 from tests.support import opsnb_cli
 
 
@@ -11,7 +12,7 @@ def test_every_engine_is_timed_and_agrees_with_opsnb(model_kinds, categorical_bu
     result = engines.bench_model(
         "cat",
         kind.model_path,
-        categorical_bundle,
+        verify_bundle(categorical_bundle),
         kind.x[:500],
         batches=(1, 16),
         threads=(1, 2),

@@ -6,6 +6,7 @@ import pytest
 
 from opsnb.bench.load import LoadResult, bodies_from_run, check_loopback, run_load
 from opsnb.errors import ConfigError
+from opsnb.schema import Schema
 from tests.serving_support import running_server
 from tests.support import opsnb_cli
 
@@ -53,9 +54,9 @@ def test_summary_percentiles_come_from_successful_answers():
 
 def test_bodies_are_single_records_of_the_test_split_with_null_for_missing(serving_run):
     bodies = [json.loads(b) for b in bodies_from_run(serving_run, limit=100)]
-    schema = json.loads((serving_run / "bundle" / "schema.json").read_text())
+    schema = Schema.load(serving_run / "bundle" / "schema.json")
     assert len(bodies) == 100
-    assert all(list(b) == [f["name"] for f in schema["features"]] for b in bodies)
+    assert all(list(b) == schema.feature_names for b in bodies)
     assert any(v is None for b in bodies for v in b.values())
 
 

@@ -45,3 +45,38 @@ def test_the_layer_contracts_hold_and_can_fail(tmp_path: Path) -> None:
     assert broken.returncode != 0
     assert "Monitoring reads predictions, never trains or compiles BROKEN" in broken.stdout
     assert "opsnb.monitoring -> opsnb.training" in broken.stdout
+
+
+def test_test_helpers_are_imported_one_way() -> None:
+    helpers = {p.stem for p in (PROJECT / "tests").glob("*.py") if not p.stem.startswith("test_")}
+    pattern = re.compile(rf"^\s*(?:from|import) ({'|'.join(sorted(helpers))})\b", flags=re.M)
+    other = {
+        path.name: pattern.findall(path.read_text())
+        for path in sorted((PROJECT / "tests").glob("*.py"))
+        if pattern.search(path.read_text())
+    }
+    assert other == {}, "import test helpers as 'from tests.<module> import ...'"
+    conftest = re.compile(r"^\s*(?:from|import) (?:tests\.)?conftest\b", flags=re.M)
+    assert not [p.name for p in (PROJECT / "tests").glob("*.py") if conftest.search(p.read_text())]
+
+
+_TRAINING_STACK = ("sklearn", "pandera", "xgboost", "treelite", "tl2cgen", "papermill")
+_PROBED = (*_TRAINING_STACK, "pandas")
+
+
+def _loaded_after(statement: str) -> list[str]:
+    """Which modules of the training stack (and pandas) a fresh interpreter holds after it."""
+    probe = f"import sys; {statement}; print(*[m for m in {_PROBED!r} if m in sys.modules])"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    return done.stdout.split()
+
+
+def test_serving_and_the_predictor_import_none_of_the_training_stack() -> None:
+    # pandas neither: a server answering JSON makes no DataFrame (half its import time)
+    assert _loaded_after("import opsnb.serving, opsnb.predictor, opsnb.bundle, opsnb.cli") == []
+    # the probe can fail: a DataFrame caller and the pipeline side do load them
+    assert _loaded_after("import opsnb.predictor, pandas") == ["pandas"]
+    assert {"sklearn", "pandera"} <= set(_loaded_after("import opsnb.validation"))
+    assert "papermill" in _loaded_after("import opsnb; opsnb.run")

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from opsnb import bundle as layout
 from opsnb import compiler, golden
 from opsnb.errors import CompileError, ParityError
 from opsnb.native import NativeModel, private_copy
@@ -30,7 +31,7 @@ def test_each_model_kind_compiles_and_holds_parity_with_both_references(
         ("golden rows", "treelite.gtil"),
     ]
     assert all(r["passed"] and r["max_abs_diff"] <= 1e-5 for r in reports)
-    assert sorted(manifest["files"]) == sorted(compiler.BUNDLE_FILES)
+    assert sorted(manifest["files"]) == sorted(layout.FILES)
     model = load_bundle(tmp_path / "bundle")
     x = model_kinds[kind].x
     np.testing.assert_allclose(model.predict(x), reference(model_kinds[kind], x), atol=1e-5, rtol=0)
@@ -110,7 +111,7 @@ def test_a_library_that_disagrees_with_xgboost_stops_with_the_worst_row(model_ki
     built = compiler.compile_cached(other.model_path, cache_dir=compile_cache)
     wrong = NativeModel(
         private_copy(built.folder / "model.so"),
-        feature_names=[f["name"] for f in kind.schema["features"]],
+        feature_names=kind.schema.feature_names,
     )
     with pytest.raises(ParityError, match=r"differ from xgboost by .* at row \d+.*tolerance 1e-05"):
         golden.prove_parity(
@@ -133,7 +134,7 @@ def test_the_source_package_builds_with_make_alone(categorical_bundle, model_kin
     subprocess.run(["make", "-j2"], cwd=src, env=env, check=True, capture_output=True)
     built = NativeModel(
         private_copy(src / "model.so"),
-        feature_names=[f["name"] for f in model_kinds["categorical"].schema["features"]],
+        feature_names=model_kinds["categorical"].schema.feature_names,
     )
     bundled = load_bundle(categorical_bundle)
     x = model_kinds["categorical"].x

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from opsnb import parameters, parity, validation
+from opsnb import parameters, parity
 from opsnb.artifacts import RunManifest
 from opsnb.errors import (
     ArtifactError,
@@ -16,6 +16,7 @@ from opsnb.errors import (
     SchemaError,
     StageError,
 )
+from opsnb.schema import Feature, Schema, to_matrix
 
 
 def test_every_error_is_an_opsnb_error() -> None:
@@ -37,10 +38,10 @@ def test_undeclared_parameter() -> None:
 
 
 def test_schema_violation_names_the_column() -> None:
-    schema = {"features": [{"name": "income", "kind": "numeric", "nullable": True}]}
+    schema = Schema(task="binary", target="y", features=(Feature("income", "numeric", True),))
     with pytest.raises(SchemaError, match=r"^input lacks feature column\(s\) 'income' required "
                        r"by schema.json$") as caught:  # fmt: skip
-        validation.to_matrix(pd.DataFrame({"age": [1.0]}), schema)
+        to_matrix(pd.DataFrame({"age": [1.0]}), schema)
     assert caught.value.column == "income"
 
 

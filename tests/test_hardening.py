@@ -6,15 +6,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model_kinds import make_schema
 from opsnb import hardening, robustness
 from opsnb.errors import ConfigError
+from opsnb.schema import Schema
+from tests.model_kinds import make_schema
 
-SCHEMA = {
-    "task": "binary",
-    "target": "y",
-    "features": [{"name": f"x{i}", "kind": "numeric"} for i in range(3)],
-}
+SCHEMA = Schema.from_dict(
+    {
+        "task": "binary",
+        "target": "y",
+        "features": [{"name": f"x{i}", "kind": "numeric"} for i in range(3)],
+    }
+)
 
 
 def gap_frames() -> dict[str, pd.DataFrame]:
@@ -57,7 +60,7 @@ def test_adversarial_training_raises_robust_accuracy():
 
 
 def test_adversarial_training_needs_a_decision():
-    schema = make_schema("regression", categorical=False)
+    schema = Schema.from_dict(make_schema("regression", categorical=False))
     threat = robustness.threat_model(schema)
     with pytest.raises(ConfigError, match="decision_threshold"):
         hardening.harden(None, {}, schema, threat, hyperparameters={}, seed=0)  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ import xgboost as xgb
 
 from opsnb import config
 from opsnb.artifacts import read_json, sha256_file
+from opsnb.schema import Schema
 from opsnb.stages import STAGES
 from tests.support import SMALL, manifest_of, opsnb_cli, small_args
 
@@ -29,6 +30,9 @@ def test_every_stage_succeeded_and_every_artifact_verifies(completed_run: Path) 
             assert manifest.verify(relpath)
         assert (completed_run / "notebooks" / stage.notebook).is_file()
     assert manifest.stages["dataset"]["params"]["n_rows"] == SMALL["n_rows"]
+    # the runner alone wrote the records: every kernel's receipt was taken into its record
+    assert list((completed_run / ".receipts").iterdir()) == []
+    assert set(manifest.stages["prepare"]["outside"]) == {"frozen contract"}
     latest = (completed_run.parent / "latest").resolve()  # other tests may have run since
     assert manifest_of(latest).data["status"] == "succeeded"
 
@@ -45,20 +49,20 @@ def test_problem_and_dataset_contracts(completed_run: Path) -> None:
 
 
 def test_prepare_splits_by_time_and_freezes_the_schema(completed_run: Path) -> None:
-    schema = read_json(completed_run / "schema.json")
+    schema = Schema.load(completed_run / "schema.json")
     parts = {n: pd.read_parquet(completed_run / "data" / f"{n}.parquet")
              for n in ("train", "valid", "test", "trusted")}  # fmt: skip
-    timestamp = schema["timestamp"]
+    timestamp = schema.timestamp
     order = ["train", "valid", "test", "trusted"]
     for earlier, later in itertools.pairwise(order):
         assert parts[earlier][timestamp].max() <= parts[later][timestamp].min()
     quarantined = pd.read_parquet(completed_run / "data" / "quarantine.parquet")
     assert sum(map(len, parts.values())) + len(quarantined) == SMALL["n_rows"]
-    kinds = {f["name"]: f["kind"] for f in schema["features"]}
+    kinds = {f.name: f.kind for f in schema.features}
     assert kinds["purpose"] == "categorical"
     assert kinds["credit_score"] == "numeric"
-    assert "application_id" in schema["ids"]
-    assert schema["target"] not in kinds
+    assert "application_id" in schema.ids
+    assert schema.target not in kinds
 
 
 def test_model_is_sealed_and_metrics_come_from_the_sealed_file(completed_run: Path) -> None:
@@ -89,12 +93,12 @@ def test_bundle_is_hashed_and_compiled_predictions_match_xgboost(completed_run: 
 
 
 def test_monitor_scored_production_and_measured_drift(completed_run: Path) -> None:
-    schema = read_json(completed_run / "schema.json")
+    schema = Schema.load(completed_run / "schema.json")
     production = pd.read_parquet(completed_run / "monitor" / "production.parquet")
     assert len(production) == SMALL["production_rows"]
     assert production["prediction"].between(0, 1).all()
     drift = read_json(completed_run / "monitor" / "drift.json")
-    assert {row["feature"] for row in drift["psi"]} == {f["name"] for f in schema["features"]}
+    assert {row["feature"] for row in drift["psi"]} == set(schema.feature_names)
     assert isinstance(read_json(completed_run / "monitor" / "alerts.json"), list)
 
 

@@ -32,7 +32,7 @@ def test_private_copies_never_share_a_path(categorical_bundle):
 def test_margin_output_is_the_logit_of_the_probability(categorical_bundle, model_kinds):
     lib = NativeModel(
         private_copy(categorical_bundle / "model.so"),
-        feature_names=[f["name"] for f in model_kinds["categorical"].schema["features"]],
+        feature_names=model_kinds["categorical"].schema.feature_names,
     )
     x = model_kinds["categorical"].x[:50]
     margin, prob = lib.predict(x, margin=True), lib.predict(x)

@@ -32,7 +32,11 @@ def test_finish_refuses_while_a_declared_output_is_missing(tmp_path: Path) -> No
     with pytest.raises(StageError, match=r"did not write its declared output 'problem.json'"):
         ctx.finish()
     ctx.write_json("problem.json", {"task": "binary"})
-    assert "done" in ctx.finish()
+    with pytest.raises(StageError, match=r"stage 'problem' has no verdict; call stage.verdict"):
+        ctx.finish()
+    ctx.verdict("Predict 'y'; success means auc >= 0.75", passed=None)
+    assert ctx.finish() is None  # the bookkeeping line goes to the log; the verdict stays last
+    assert read_json(tmp_path / "story" / "problem.json")["verdict"]["label"] == "DECIDED"
     record = RunManifest.load(tmp_path).stages["problem"]
     assert record["status"] == "succeeded"
     assert record["kernel_cpu_s"] >= 0
@@ -42,6 +46,7 @@ def test_finish_refuses_while_a_declared_output_is_missing(tmp_path: Path) -> No
 def test_finish_refuses_an_output_changed_after_sealing(tmp_path: Path) -> None:
     ctx = StageContext(stage_by_name("problem"), tmp_path)
     ctx.write_json("problem.json", {"task": "binary"})
+    ctx.verdict("Predict 'y'; success means auc >= 0.75", passed=None)
     write_json(tmp_path / "problem.json", {"task": "regression"})
     with pytest.raises(ArtifactError, match="modified after it was sealed"):
         ctx.finish()
@@ -61,6 +66,7 @@ def test_by_hand_the_kernel_writes_the_record_and_drops_an_earlier_fingerprint(
     assert not stage.managed
     assert RunManifest.load(tmp_path).stages["problem"]["status"] == "running"
     stage.write_json("problem.json", {"task": "binary"})
+    stage.verdict("Predict 'y'; success means auc >= 0.75", passed=None)
     stage.finish()
     record = RunManifest.load(tmp_path).stages["problem"]
     assert record["status"] == "succeeded"
@@ -77,10 +83,11 @@ def test_under_the_runner_the_kernel_leaves_a_receipt_and_never_the_record(
     stage = open_stage("problem", tmp_path)
     assert stage.managed
     stage.write_json("problem.json", {"task": "binary"})
+    stage.verdict("Predict 'y'; success means auc >= 0.75", passed=None)
     stage.finish()
     assert RunManifest.load(tmp_path).stages["problem"] == running
     receipt = read_json(config.receipt_path(tmp_path, "problem"))
-    assert set(receipt["outputs"]) == {"problem.json"}
+    assert set(receipt["outputs"]) == {"problem.json", "story/problem.json"}
     assert receipt["kernel_peak_rss_mb"] > 0
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from opsnb import config, pipeline
-from opsnb.artifacts import RunManifest
+from opsnb import config, parameters, pipeline
+from opsnb.artifacts import RunManifest, write_json
 from opsnb.errors import ConfigError, StageError
-from opsnb.stages import STAGES
+from opsnb.stages import STAGES, stage_by_name
 from tests.support import SMALL
 
 
@@ -135,3 +135,32 @@ def test_every_input_from_outside_a_run_folder_is_known_to_the_runner() -> None:
 
 def stage_outside(name: str) -> tuple[str, ...]:
     return next(s.outside for s in STAGES if s.name == name)
+
+
+def test_the_manifest_records_every_value_a_stage_ran_with() -> None:
+    design = stage_by_name("design")
+    assert parameters.resolved_parameters(design, {"cv_folds": 5}) == {
+        "seed": 42, "max_depth": [4, 6], "learning_rate": [0.1], "cv_folds": 5, "max_rounds": 400,
+    }  # fmt: skip
+
+
+def _succeeded_problem_run(folder: Path, fp: str) -> None:
+    folder.mkdir(parents=True)
+    manifest = RunManifest.load(folder)
+    for relpath in stage_by_name("problem").produces:
+        write_json(folder / relpath, {"from": folder.name})
+        manifest.seal(relpath, stage="problem")
+    manifest.stages["problem"] = {"status": "succeeded", "fingerprint": fp}
+    manifest.save()
+
+
+def test_reuse_comes_only_from_the_projects_runs_folder(tmp_path: Path, runs_dir: Path) -> None:
+    problem = stage_by_name("problem")
+    fp = pipeline.fingerprint(problem, {}, {})
+    _succeeded_problem_run(tmp_path / "elsewhere" / "neighbour", fp)
+    scratch = tmp_path / "elsewhere" / "mine"
+    assert pipeline._find_reusable(problem, fp, scratch) is None  # a neighbour is no source
+    _succeeded_problem_run(runs_dir / "good", fp)
+    found = pipeline._find_reusable(problem, fp, scratch)
+    assert found is not None
+    assert found.run_dir == runs_dir / "good"

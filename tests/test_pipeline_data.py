@@ -1,11 +1,13 @@
 """The whole pipeline on data opsnb did not make: a census-like CSV and scikit-learn's diabetes."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from opsnb import config
-from opsnb.artifacts import read_json, sha256_file, write_json
+from opsnb.artifacts import read_json, sha256_file
+from opsnb.schema import Schema
 from tests.support import census_rows, manifest_of, opsnb_cli, write_census
 
 pytestmark = pytest.mark.slow
@@ -42,10 +44,10 @@ def test_a_real_world_csv_runs_end_to_end(census_run: Path) -> None:
     card = read_json(census_run / "data/card.json")
     assert card["label_mapping"] == {"<=50K": 0, ">50K": 1}
     assert card["task"] == "binary"
-    schema = read_json(census_run / "schema.json")
-    assert schema["ids"] == ["person_id"]
-    assert schema["label_mapping"] == card["label_mapping"]
-    kinds = {f["name"]: f["kind"] for f in schema["features"]}
+    schema = Schema.load(census_run / "schema.json")
+    assert schema.ids == ("person_id",)
+    assert schema.label_mapping == card["label_mapping"]
+    kinds = {f.name: f.kind for f in schema.features}
     assert kinds["workclass"] == "categorical"
     assert kinds["age"] == "numeric"
     metrics = read_json(census_run / "model/metrics.json")
@@ -126,7 +128,7 @@ def test_a_regression_data_set_runs_end_to_end(data_runs: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     run = data_runs / "diabetes"
-    assert read_json(run / "schema.json")["task"] == "regression"
+    assert Schema.load(run / "schema.json").task == "regression"
     metrics = read_json(run / "model/metrics.json")
     assert metrics["metric"] == "r2"
     assert metrics["scores"]["r2"] > 0.2
@@ -149,15 +151,19 @@ def test_a_changed_frozen_contract_reruns_prepare(census_run: Path, data_runs: P
     frozen = contract.read_bytes()
     assert until_prepare()["prepare"] in {"reused", "unchanged"}
     assert until_prepare()["prepare"] == "unchanged"
-    schema = read_json(contract)
-    age = next(f for f in schema["features"] if f["name"] == "age")
-    age["upper"] = 77.5  # next month's contract: applicants over 77 are refused
-    write_json(contract, schema)
+    frozen_schema = Schema.load(contract)
+    schema = replace(  # next month's contract: applicants over 77 are refused
+        frozen_schema,
+        features=tuple(
+            replace(f, upper=77.5) if f.name == "age" else f for f in frozen_schema.features
+        ),
+    )
+    schema.save(contract)
     try:
         outcomes = until_prepare()
         assert outcomes == {"problem": "unchanged", "dataset": "unchanged", "prepare": "executed"}
         run = data_runs / "census-contract"
-        assert read_json(run / "schema.json") == schema
+        assert Schema.load(run / "schema.json") == schema
         refused = read_json(run / "data/profile.json")["quarantine"]["by_reason"]["out of range"]
         assert refused > 0
         assert until_prepare()["prepare"] == "unchanged"

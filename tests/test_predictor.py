@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from opsnb.artifacts import sha256_file
+from opsnb.bundle import verify_bundle
 from opsnb.errors import ArtifactError, ConfigError, ParityError, SchemaError
-from opsnb.predictor import load_bundle, verify_bundle
+from opsnb.predictor import load_bundle
 from tests.model_kinds import CATEGORIES
 
 
@@ -29,7 +30,7 @@ def model(categorical_bundle: Path):
 
 def test_a_dataframe_by_name_in_any_order_equals_the_array_in_schema_order(model, model_kinds):
     x = model_kinds["categorical"].x[:300]
-    frame = pd.DataFrame(x, columns=[f["name"] for f in model.schema["features"]])
+    frame = pd.DataFrame(x, columns=model.schema.feature_names)
     frame["colour"] = pd.Series([CATEGORIES[int(c)] if not np.isnan(c) else None for c in x[:, 2]])
     shuffled = frame[list(reversed(frame.columns))].assign(extra=1.0)
     np.testing.assert_array_equal(model.predict(shuffled), model.predict(x))
@@ -40,7 +41,7 @@ def test_a_dataframe_by_name_in_any_order_equals_the_array_in_schema_order(model
 def test_the_interface_serving_relies_on(model):
     assert model.n_features == 5
     assert model.version == model.manifest["model_sha256"][:12]
-    assert [f["name"] for f in model.schema["features"]][2] == "colour"
+    assert model.schema.feature_names[2] == "colour"
     assert model.self_check()["passed"]
 
 

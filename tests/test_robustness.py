@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 import xgboost as xgb
 
-from model_kinds import Kind, make_schema
-from opsnb import attack, forest, milp, plots, robustness, robustness_report, validation
+from opsnb import attack, forest, milp, plots, robustness, robustness_report
 from opsnb.errors import ConfigError, ParityError, StageError
+from opsnb.schema import Schema, to_matrix
+from tests.model_kinds import Kind, make_schema
 
 
 def labels_of(kind: Kind) -> np.ndarray:
@@ -37,8 +37,8 @@ def analysed(kind: Kind, threat: robustness.ThreatModel, *, rows: int = 40, exac
 def test_forest_reads_the_booster_as_xgboost_evaluates_it(model_kinds: dict[str, Kind], name: str):
     kind = model_kinds[name]
     trees = forest.from_booster(kind.booster)
-    names = [f["name"] for f in kind.schema["features"]]
-    types = ["c" if f["kind"] == "categorical" else "q" for f in kind.schema["features"]]
+    names = kind.schema.feature_names
+    types = kind.schema.feature_types
     d = xgb.DMatrix(kind.x, feature_names=names, feature_types=types, enable_categorical=True)
     expected = kind.booster.predict(d, output_margin=True)
     assert np.max(np.abs(trees.margin(kind.x) - expected)) < 1e-4
@@ -59,9 +59,7 @@ def test_examples_flip_xgboost_and_the_compiled_library(model_kinds, compile_cac
     frame = robustness_report.examples_frame(found, kind.booster, kind.schema)
     adv = frame[[c for c in frame if c.startswith("adv_") and c != "adv_prediction"]]
     adv.columns = [c[4:] for c in adv.columns]
-    again = robustness.predict_xgb(
-        kind.booster, validation.to_matrix(adv, kind.schema), kind.schema
-    )
+    again = robustness.predict_xgb(kind.booster, to_matrix(adv, kind.schema), kind.schema)
     flipped = frame["flipped"].to_numpy()
     assert np.array_equal((again >= 0.5)[flipped], (frame["prediction"] < 0.5)[flipped])
     assert (frame["linf"][flipped] > 0).all()
@@ -92,16 +90,22 @@ def test_categorical_features_change_only_under_l0(model_kinds):
     _, found = analysed(kind, threat)
     assert np.array_equal(found.linf_point[:, 2], found.x[:, 2], equal_nan=True)
     codes = found.l0_point[:, 2][~np.isnan(found.l0_point[:, 2])]
-    assert set(codes.astype(int)) <= set(range(len(kind.schema["features"][2]["categories"])))
+    assert set(codes.astype(int)) <= set(range(len(kind.schema.features[2].categories)))
 
 
-def tiny_forest(seed: int) -> tuple[xgb.Booster, np.ndarray, dict[str, Any]]:
+def tiny_forest(seed: int) -> tuple[xgb.Booster, np.ndarray, Schema]:
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1, 1, size=(400, 2)).astype(np.float32)
     y = ((x[:, 0] + x[:, 1] > 0.1) ^ (rng.random(400) < 0.1)).astype(float)
     d = xgb.DMatrix(x, label=y, feature_names=["a", "b"])
     params = {"objective": "binary:logistic", "max_depth": 2, "seed": seed, "max_bin": 8}
-    schema = {"task": "binary", "features": [{"name": n, "kind": "numeric"} for n in "ab"]}
+    schema = Schema.from_dict(
+        {
+            "task": "binary",
+            "target": "y",
+            "features": [{"name": n, "kind": "numeric"} for n in "ab"],
+        }
+    )
     return xgb.train(params, d, 4), x, schema
 
 
@@ -200,20 +204,27 @@ def test_regression_attacks_past_a_threshold_or_says_it_does_not_apply(model_kin
 )
 def test_bad_threat_model_is_one_clear_error(options, match):
     with pytest.raises(ConfigError, match=match):
-        robustness.threat_model(make_schema("binary", categorical=False), **options)
+        robustness.threat_model(
+            Schema.from_dict(make_schema("binary", categorical=False)), **options
+        )
 
 
 def test_gate_fails_below_the_floor_with_evidence(model_kinds):
     kind = model_kinds["binary"]
     threat = robustness.threat_model(kind.schema, epsilon=0.05)
     _, found = analysed(kind, threat)
-    assert "floor off" in robustness.enforce(robustness.gate(found, {"robustness_floor": None}))
+    assert "no robustness floor" in robustness.enforce(
+        robustness.gate(found, {"robustness_floor": None})
+    )
     low = robustness.gate(found, {"robustness_floor": 0.1, "robustness_epsilon": 0.05})
     assert robustness.enforce(low).startswith("PASS")
     high = robustness.gate(found, {"robustness_floor": 0.99, "robustness_epsilon": 0.05})
     assert not high["passed"]
     assert len(high["evidence"]) == 5
-    with pytest.raises(StageError, match=r"FAIL: robust accuracy 0\.\d+ at epsilon 0.05.*row \d+"):
+    with pytest.raises(
+        StageError,
+        match=r"FAIL: robust accuracy 0\.\d+ at epsilon 0.05 against floor 0.99.*row \d+",
+    ):
         robustness.enforce(high)
 
 

@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
-from conftest import PROJECT, manifest_of, opsnb_cli
-from opsnb import config, validation
+from opsnb import config
 from opsnb.artifacts import read_json
+from opsnb.schema import Schema, to_matrix
+from tests.support import PROJECT, manifest_of, opsnb_cli
 
 pytestmark = pytest.mark.slow
 
@@ -36,9 +37,9 @@ def test_the_stage_reports_attacks_replayed_in_both_engines(completed_run: Path)
 
 
 def test_every_adversarial_example_can_be_rechecked_from_the_file(completed_run: Path) -> None:
-    schema = read_json(completed_run / "schema.json")
+    schema = Schema.load(completed_run / "schema.json")
     frame = pd.read_parquet(completed_run / "reports" / "adversarial.parquet")
-    names = [f["name"] for f in schema["features"]]
+    names = schema.feature_names
     assert {"row", "prediction", "adv_prediction", "linf", "l0"} <= set(frame.columns)
     assert {f"adv_{n}" for n in names} <= set(frame.columns)
     test = pd.read_parquet(completed_run / "data" / "test.parquet")
@@ -47,8 +48,8 @@ def test_every_adversarial_example_can_be_rechecked_from_the_file(completed_run:
     assert np.allclose(original["credit_score"], frame["credit_score"], equal_nan=True)
     booster = xgb.Booster(model_file=str(completed_run / "model" / "model.ubj"))
     adv = frame[[f"adv_{n}" for n in names]].set_axis(names, axis=1)
-    kinds = ["c" if f["kind"] == "categorical" else "q" for f in schema["features"]]
-    d = xgb.DMatrix(validation.to_matrix(adv, schema), feature_names=names, feature_types=kinds,
+    kinds = schema.feature_types
+    d = xgb.DMatrix(to_matrix(adv, schema), feature_names=names, feature_types=kinds,
                     enable_categorical=True)  # fmt: skip
     again = booster.predict(d)
     flipped = frame["flipped"].to_numpy()

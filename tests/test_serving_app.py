@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from opsnb import predictor
-from opsnb.serving import ServeOptions, create_app, loadtest
+from opsnb.bench import load as loadtest
+from opsnb.serving import ServeOptions, create_app
 from tests.serving_support import Server, free_port, running_server
 
 pytestmark = pytest.mark.slow

@@ -19,11 +19,11 @@ def served(serving_run):
 def rows_of(served, n: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     out = np.empty((n, served.model.n_features), dtype=np.float32)
-    for j, f in enumerate(served.model.schema["features"]):
-        if f["kind"] == "categorical":
-            out[:, j] = rng.integers(0, len(f["categories"]), n)
+    for j, f in enumerate(served.model.schema.features):
+        if f.is_categorical:
+            out[:, j] = rng.integers(0, len(f.categories), n)
         else:
-            out[:, j] = rng.uniform(f["min"], f["max"], n)
+            out[:, j] = rng.uniform(f.min, f.max, n)
     return out
 
 

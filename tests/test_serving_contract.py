@@ -5,10 +5,12 @@ import numpy as np
 import pytest
 
 from opsnb.errors import RequestError
+from opsnb.schema import Feature, Schema
 from opsnb.serving.contract import RequestContract, allowed_range, parse_feedback
 
-SCHEMA = {
+DOC = {
     "task": "binary",
+    "target": "y",
     "features": [
         {"name": "age", "kind": "numeric", "nullable": True, "min": 18.0, "max": 80.0},
         {"name": "score", "kind": "numeric", "nullable": False, "min": 300.0, "max": 850.0},
@@ -20,6 +22,7 @@ SCHEMA = {
         },
     ],
 }
+SCHEMA = Schema.from_dict(DOC)
 GOOD = {"age": 40, "score": 700.5, "home": "RENT"}
 
 
@@ -113,12 +116,12 @@ def test_range_slack_none_accepts_any_float32():
     contract = RequestContract(SCHEMA, range_slack=None)
     rows, _ = contract.parse(body({**GOOD, "score": 3e38}))
     assert rows[0, 1] == np.float32(3e38)
-    assert allowed_range(SCHEMA["features"][1], None)[1] == pytest.approx(3.4028235e38)
+    assert allowed_range(SCHEMA.features[1], None)[1] == pytest.approx(3.4028235e38)
 
 
 def test_range_slack_widens_by_the_span_and_a_constant_feature_by_one():
-    assert allowed_range(SCHEMA["features"][1], 0.5) == (25.0, 1125.0)
-    flat = {"name": "c", "kind": "numeric", "min": 5.0, "max": 5.0}
+    assert allowed_range(SCHEMA.features[1], 0.5) == (25.0, 1125.0)
+    flat = Feature("c", "numeric", min=5.0, max=5.0)
     assert allowed_range(flat, 2.0) == (3.0, 7.0)
 
 

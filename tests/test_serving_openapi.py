@@ -1,13 +1,15 @@
-from opsnb.serving.contract import RequestContract
+from opsnb.schema import Schema
+from opsnb.serving.contract import STATUSES, RequestContract
 from opsnb.serving.openapi import docs_page, document
 
-SCHEMA = {
+SCHEMA = Schema.from_dict({
     "task": "regression",
+    "target": "y",
     "features": [
         {"name": "age", "kind": "numeric", "nullable": True, "min": 18.0, "max": 80.0},
         {"name": "home", "kind": "categorical", "nullable": False, "categories": ["OWN", "RENT"]},
     ],
-}
+})  # fmt: skip
 
 
 def test_the_request_schema_is_generated_from_schema_json():
@@ -26,7 +28,9 @@ def test_the_request_schema_is_generated_from_schema_json():
     answer = doc["paths"]["/predict"]["post"]["responses"]["200"]["content"]["application/json"]
     item = answer["schema"]["properties"]["predictions"]["items"]["properties"]
     assert set(item) == {"request_id", "value"}  # a regression answers a value
-    assert {"400", "413", "415", "422", "503"} <= set(doc["paths"]["/predict"]["post"]["responses"])
+    responses = doc["paths"]["/predict"]["post"]["responses"]
+    assert {"400", "413", "415", "422", "503"} <= set(responses)
+    assert responses["422"]["description"] == STATUSES[422][1]  # one table of status meanings
     assert doc["info"]["version"] == "abc"
 
 

@@ -3,8 +3,9 @@ import shutil
 
 import pytest
 
+from opsnb.bundle import resolve_bundle
 from opsnb.errors import ArtifactError, OpsnbError
-from opsnb.serving.reload import ModelSlot, prepare, resolve_bundle
+from opsnb.serving.reload import ModelSlot, prepare
 from tests.serving_support import copy_bundle
 
 
@@ -38,7 +39,7 @@ def test_prepare_loads_checks_and_warms_a_bundle(serving_run):
     try:
         assert served.output == "probability"
         assert len(served.version) == 12
-        assert served.contract.names == [f["name"] for f in served.model.schema["features"]]
+        assert served.contract.names == served.model.schema.feature_names
     finally:
         served.model.close()
 

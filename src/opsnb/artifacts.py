@@ -18,13 +18,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import pandas as pd
-
+from opsnb import config
 from opsnb.errors import ArtifactError
 
+if TYPE_CHECKING:  # pandas loads only when a Parquet file is written (not in a server process)
+    import pandas as pd
+
 MANIFEST = "manifest.json"
+_MANIFEST_ORDER = ("run_id", "status", "created", "updated", "report", "problem", "stages")
+"""Keys a person reads first; every other key follows, and the artifacts' hashes come last."""
 _CHUNK = 1 << 20
 
 
@@ -71,6 +75,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, config.ARTIFACT_MODE)  # mkstemp made it 0600: readable by the owner only
         os.replace(tmp, target)
         _fsync_dir(target.parent)
     finally:
@@ -84,10 +89,10 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
         yield handle
 
 
-def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    """Atomically write ``obj`` as indented, key-sorted JSON; return the path."""
+def write_json(path: str | os.PathLike[str], obj: Any, *, sort_keys: bool = True) -> Path:
+    """Atomically write ``obj`` as indented JSON (keys sorted unless told not); return the path."""
     with atomic_open(path) as handle:
-        json.dump(obj, handle, indent=2, sort_keys=True, default=str)
+        json.dump(obj, handle, indent=2, sort_keys=sort_keys, default=str)
         handle.write("\n")
     return Path(path)
 
@@ -138,8 +143,12 @@ class RunManifest:
         return cls(folder, data)
 
     def save(self) -> None:
-        """Write the manifest atomically."""
-        write_json(self.run_dir / MANIFEST, self.data)
+        """Write the manifest atomically: the run first, then stages in run order, hashes last."""
+        front = [k for k in _MANIFEST_ORDER if k in self.data]
+        rest = [k for k in self.data if k not in _MANIFEST_ORDER]
+        ordered = {k: self.data[k] for k in [*front, *rest]}
+        ordered["artifacts"] = dict(sorted(self.data["artifacts"].items()))
+        write_json(self.run_dir / MANIFEST, ordered, sort_keys=False)
 
     @property
     def stages(self) -> dict[str, dict[str, Any]]:

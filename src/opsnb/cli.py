@@ -1,4 +1,9 @@
-"""The ``opsnb`` command."""
+"""The ``opsnb`` command.
+
+Each command imports its own stack when it runs (``opsnb serve`` loads neither papermill nor
+XGBoost; ``opsnb stages`` loads almost nothing), so the serving image can leave the pipeline's
+dependencies out (see the ``serve`` extra in ``pyproject.toml``).
+"""
 
 from __future__ import annotations
 
@@ -8,25 +13,34 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import orjson
-import yaml
-from tqdm import tqdm
-
-from opsnb import config, hygiene, pipeline, predictor
-from opsnb.artifacts import write_json
+from opsnb import config
 from opsnb.errors import ConfigError, OpsnbError
-from opsnb.serving import ServeOptions, reload, serve
-from opsnb.stages import STAGES, Stage
+
+if TYPE_CHECKING:
+    from opsnb import pipeline
+    from opsnb.serving import ServeOptions
+    from opsnb.stages import Stage
+
+
+_PIPELINE_MODULES = frozenset(
+    {"papermill", "nbformat", "ipykernel", "xgboost", "treelite", "tl2cgen", "sklearn", "scipy",
+     "pandera", "matplotlib", "yaml", "tqdm", "nbconvert"}
+)  # fmt: skip
+"""What the ``pipeline`` extra installs (by import name)."""
 
 
 def _parse_value(text: str) -> Any:
     """Read a ``-p`` value as YAML so numbers and booleans keep their type (``-p n_rows 500``)."""
+    import yaml
+
     return yaml.safe_load(text) if text.strip() else text
 
 
 def _load_params(args: argparse.Namespace) -> dict[str, Any]:
+    import yaml
+
     params: dict[str, Any] = {}
     if args.params_file:
         path = Path(args.params_file)
@@ -42,9 +56,15 @@ def _load_params(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from opsnb import pipeline
+    from opsnb.stages import STAGES
+
     params = _load_params(args)
     # A bar only on a terminal (None: tqdm decides); the per-stage lines always print.
-    bar = tqdm(total=len(STAGES), unit="stage", disable=True if args.quiet else None)
+    # leave=False: once done the bar goes, and the terminal keeps the stage lines and the last one.
+    bar = tqdm(total=len(STAGES), unit="stage", disable=True if args.quiet else None, leave=False)
 
     def progress(stage: Stage, outcome: pipeline.StageOutcome | None) -> None:
         if outcome is None:
@@ -67,17 +87,33 @@ def _cmd_run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     status = result.manifest.data["status"]
-    print(f"run {result.run_id}: {status} -> {result.run_dir}")
+    print(f"run {result.run_id}: {status} -> {result.run_dir / 'report.html'}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from opsnb import report
+
+    run_dir = config.resolve_run_dir(args.run)
+    if not (run_dir / "manifest.json").is_file():
+        raise ConfigError(
+            f"{run_dir} is not a run folder (no manifest.json); pass runs/<id>, a run id or latest"
+        )
+    print(f"report: {report.build(run_dir)}")
     return 0
 
 
 def _cmd_stages(_: argparse.Namespace) -> int:
+    from opsnb.stages import STAGES
+
     for stage in STAGES:
         print(f"{stage.name:<15} {stage.notebook:<26} {stage.summary}")
     return 0
 
 
 def _cmd_notebooks(args: argparse.Namespace) -> int:
+    from opsnb import hygiene
+
     paths = [Path(p) for p in args.paths] or sorted(config.notebooks_dir().glob("*.ipynb"))
     if args.action == "clean":
         for path in paths:
@@ -105,9 +141,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else config.latest_run()
     if args.run_dir and not (run_dir / "bundle" / "manifest.json").is_file():
         raise ConfigError(f"{run_dir} has no bundle/manifest.json; run the pipeline first")
-    import pandas as pd  # noqa: PLC0415 - bench pulls in every engine; load it only here
+    import pandas as pd
 
-    from opsnb.bench import engines  # noqa: PLC0415
+    from opsnb.artifacts import write_json
+    from opsnb.bench import engines
 
     has_run = (run_dir / "bundle" / "manifest.json").is_file()
     if not has_run and args.no_large:
@@ -132,28 +169,64 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+_SERVE_OPTIONS = {  # option -> ServeOptions field; an option not given keeps its default
+    "log": "log_path",
+    "log_sync": "log_sync",
+    "max_batch": "max_batch",
+    "max_wait_ms": "max_wait_ms",
+    "budget_ms": "budget_ms",
+    "max_body": "max_body",
+    "max_records": "max_records",
+    "range_slack": "range_slack",
+    "drain_s": "drain_s",
+}
+
+
+def _range_slack(text: str) -> float | None:
+    """``--range-slack``: spans past the training range, or ``none`` for any float32."""
+    if text.strip().lower() in ("none", "any"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a number of spans nor 'none' (any float32)"
+        ) from None
+    return None if value < 0 else value  # a negative number has always meant "any"
+
+
+def serve_options(args: argparse.Namespace) -> ServeOptions:
+    """The :class:`~opsnb.serving.ServeOptions` of ``opsnb serve`` arguments.
+
+    Options not given keep the dataclass's defaults: the parser repeats none of them.
+    """
+    from opsnb.serving import ServeOptions
+
+    given = {field: getattr(args, opt) for opt, field in _SERVE_OPTIONS.items() if opt in args}
+    return ServeOptions(bundle=args.run, **given)
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
-    bundle = reload.resolve_bundle(args.run)
-    predictor.verify_bundle(bundle)  # refuse a tampered bundle before anything starts
-    options = ServeOptions(
-        bundle=args.run,
-        log_path=args.log,
-        log_sync=args.log_sync,
-        max_batch=args.max_batch,
-        max_wait_ms=args.max_wait_ms,
-        budget_ms=args.budget_ms,
-        max_body=args.max_body,
-        max_records=args.max_records,
-        range_slack=None if args.range_slack < 0 else args.range_slack,
-        drain_s=args.drain_s,
+    from opsnb.bundle import resolve_bundle, verify_bundle
+    from opsnb.serving import serve, server
+
+    # Refuse a tampered bundle before anything starts; one process serves this very check.
+    verified = verify_bundle(resolve_bundle(args.run))
+    options = serve_options(args)
+    host, port = (
+        getattr(args, "host", server.DEFAULT_HOST),
+        getattr(args, "port", server.DEFAULT_PORT),
     )
-    print(f"serving {bundle} on http://{args.host}:{args.port} (SIGHUP reloads, SIGTERM drains)")
-    serve(options, host=args.host, port=args.port, workers=args.workers)
+    workers = getattr(args, "workers", 1)
+    print(f"serving {verified.path} on http://{host}:{port} (SIGHUP reloads, SIGTERM drains)")
+    serve(options, host=host, port=port, workers=workers, verified=verified)
     return 0
 
 
 def _cmd_loadtest(args: argparse.Namespace) -> int:
-    from opsnb.bench import load  # noqa: PLC0415 - a client: the server's stack is not needed
+    import orjson
+
+    from opsnb.bench import load  # a client: the server's stack is not needed
 
     load.check_loopback(args.url)  # before reading any data
     bodies = load.bodies_from_run(args.run)
@@ -176,6 +249,14 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
         f"{summary['statuses']}, connection failures {summary['connection_failures']}"
     )
     return 0
+
+
+def _add_report_and_stages(sub: Any) -> None:
+    rep = sub.add_parser("report", help="(re)build a run's report.html")
+    rep.add_argument("run", nargs="?", default="latest", help="runs/<id>, a run id, or latest")
+    rep.set_defaults(handler=_cmd_report)
+    stages = sub.add_parser("stages", help="list the stages in order")
+    stages.set_defaults(handler=_cmd_stages)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -222,25 +303,30 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", help="also write every measurement to this JSON file")
     bench.set_defaults(handler=_cmd_bench)
 
-    srv = sub.add_parser("serve", help="serve a run's compiled model over HTTP")
+    # Options left out keep ServeOptions' defaults (SUPPRESS: absent, not repeated here).
+    srv = sub.add_parser(
+        "serve",
+        help="serve a run's compiled model over HTTP",
+        argument_default=argparse.SUPPRESS,
+        epilog="Options not given take the defaults of opsnb.serving.ServeOptions.",
+    )
     srv.add_argument("run", help="run folder (runs/<id>, runs/latest) or bundle folder")
-    srv.add_argument("--host", default="127.0.0.1", help="interface to bind (default loopback)")
-    srv.add_argument("--port", type=int, default=8000)
-    srv.add_argument("--workers", type=int, default=1, help="processes sharing the port")
-    srv.add_argument("--max-batch", type=int, default=256, help="most rows per predictor call")
-    srv.add_argument("--max-wait-ms", type=float, default=2.0, help="longest wait for batch-mates")
-    srv.add_argument("--budget-ms", type=float, default=250.0, help="latency budget; 503 past it")
-    srv.add_argument("--max-body", type=int, default=1 << 20, help="largest body in bytes")
-    srv.add_argument("--max-records", type=int, default=1000, help="most records per request")
+    srv.add_argument("--host", help="interface to bind (default loopback)")
+    srv.add_argument("--port", type=int, help="TCP port (default 8000)")
+    srv.add_argument("--workers", type=int, help="processes sharing the port (default 1)")
+    srv.add_argument("--max-batch", type=int, help="most rows per predictor call")
+    srv.add_argument("--max-wait-ms", type=float, help="longest wait for batch-mates")
+    srv.add_argument("--budget-ms", type=float, help="latency budget; 503 past it")
+    srv.add_argument("--max-body", type=int, help="largest body in bytes")
+    srv.add_argument("--max-records", type=int, help="most records per request")
     srv.add_argument(
         "--range-slack",
-        type=float,
-        default=1.0,
-        help="spans past the training range a value may go (negative: any float32)",
+        type=_range_slack,
+        help="spans past the training range a value may go ('none': any float32)",
     )
-    srv.add_argument("--drain-s", type=float, default=10.0, help="SIGTERM drain bound")
+    srv.add_argument("--drain-s", type=float, help="SIGTERM drain bound")
     srv.add_argument("--log", help="SQLite prediction log (default: <run>/predictions.sqlite)")
-    srv.add_argument("--log-sync", default="NORMAL", choices=["OFF", "NORMAL", "FULL"])
+    srv.add_argument("--log-sync", choices=["OFF", "NORMAL", "FULL"])
     srv.set_defaults(handler=_cmd_serve)
 
     load = sub.add_parser("loadtest", help="load a local prediction service and time it")
@@ -254,8 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--json", action="store_true", help="print the summary as JSON")
     load.set_defaults(handler=_cmd_loadtest)
 
-    stages = sub.add_parser("stages", help="list the stages in order")
-    stages.set_defaults(handler=_cmd_stages)
+    _add_report_and_stages(sub)
     return parser
 
 
@@ -270,6 +355,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args)
     except OpsnbError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as exc:  # the lean (serving) install lacks the pipeline's stack
+        if not exc.name or exc.name.split(".")[0] not in _PIPELINE_MODULES:
+            raise
+        print(
+            f"error: 'opsnb {args.command}' needs {exc.name}, which the serving install leaves "
+            "out; install the pipeline: pip install 'opsnb[pipeline]'",
+            file=sys.stderr,
+        )
         return 1
     return code
 

@@ -7,12 +7,14 @@ toolchain, keeping the result in a cache, so an unchanged model costs nothing to
 :func:`compile_bundle` is the shortcut for the common case: compile (or reuse), prove parity
 against XGBoost and Treelite on the test split and the golden edge rows, and write the bundle:
 ``model.so``, ``model.h``, ``model-src.zip`` (builds with make or CMake, no Python),
-``schema.json``, ``golden.json`` and ``manifest.json`` with every file's SHA-256.
+``schema.json``, ``golden.json`` and ``manifest.json`` with every file's SHA-256 (the layout and
+the manifest belong to :mod:`opsnb.bundle`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import math
@@ -35,6 +37,7 @@ import tl2cgen
 import treelite
 import xgboost as xgb
 
+from opsnb import bundle as layout
 from opsnb import config, csource, golden
 from opsnb.artifacts import (
     atomic_path,
@@ -47,12 +50,12 @@ from opsnb.artifacts import (
 from opsnb.errors import CompileError
 from opsnb.native import NativeModel, private_copy
 from opsnb.parity import DEFAULT_TOLERANCE, write_golden
-from opsnb.validation import feature_names
+from opsnb.schema import Schema
 
 log = logging.getLogger(__name__)
 
-BUNDLE_FILES = ("model.so", "model.h", "model-src.zip", "schema.json", "golden.json")
-CACHED_FILES = ("model.so", "model.h", "model-src.zip")
+CACHED_FILES = (layout.LIBRARY, layout.HEADER, layout.SOURCES)
+"""The bundle files a compilation produces (kept in the compile cache)."""
 
 
 @dataclass(frozen=True)
@@ -134,18 +137,23 @@ def _native_stderr_to_log() -> Iterator[None]:
 
     TL2cgen embeds an older Treelite that prints a version notice on every model it reads from
     a newer one (expected: DESIGN.md pins them so); users should not see it on every compile.
+    TL2cgen's own log lines ("Parallel compilation enabled ...") come through a Python callback
+    that prints to ``sys.stdout``: they go to the log too.
     """
     sys.stderr.flush()
     saved = os.dup(2)
+    printed = io.StringIO()
     with tempfile.TemporaryFile(mode="w+b") as sink:
         os.dup2(sink.fileno(), 2)
         try:
-            yield
+            with contextlib.redirect_stdout(printed):
+                yield
         finally:
             os.dup2(saved, 2)
             os.close(saved)
             sink.seek(0)
-            for line in sink.read().decode(errors="replace").splitlines():
+            native = sink.read().decode(errors="replace").splitlines()
+            for line in [*native, *printed.getvalue().splitlines()]:
                 log.debug("native: %s", line)
 
 
@@ -203,8 +211,8 @@ def build_library(
     with ThreadPoolExecutor(jobs or os.cpu_count() or 1) as pool:
         list(pool.map(run, [[toolchain, *flags, "-c", "-o", s[:-2] + ".o", s] for s in sources]))
     objects = [s[:-2] + ".o" for s in sources]
-    run([toolchain, "-shared", "-Wl,-Bsymbolic", "-o", "model.so", *objects, "-lm"])
-    return src / "model.so"
+    run([toolchain, "-shared", "-Wl,-Bsymbolic", "-o", layout.LIBRARY, *objects, "-lm"])
+    return src / layout.LIBRARY
 
 
 def export_source_package(
@@ -266,8 +274,8 @@ def compile_cached(
         src = staging / "src"
         sources = generate_source(model, src, options=options, annotation=annotation)
         build_library(src, sources, cflags=options.cflags, toolchain=toolchain)
-        shutil.move(src / "model.so", staging / "model.so")
-        shutil.copyfile(src / "header.h", staging / "model.h")
+        shutil.move(src / layout.LIBRARY, staging / layout.LIBRARY)
+        shutil.copyfile(src / "header.h", staging / layout.HEADER)
         export_source_package(src, sources, staging / "model-src.zip", cflags=options.cflags)
         shutil.rmtree(src)
         info = {
@@ -326,9 +334,9 @@ def compile_bundle(
         cache_dir=cache_dir,
         toolchain=toolchain,
     )
-    schema = read_json(schema_path)
+    schema = Schema.load(schema_path)
     library = NativeModel(
-        private_copy(built.folder / "model.so"), feature_names=feature_names(schema)
+        private_copy(built.folder / layout.LIBRARY), feature_names=schema.feature_names
     )
     booster = xgb.Booster()
     booster.load_model(os.fspath(model_path))
@@ -345,21 +353,21 @@ def compile_bundle(
     for name in CACHED_FILES:
         with atomic_path(bundle / name) as tmp:
             shutil.copyfile(built.folder / name, tmp)
-    with atomic_path(bundle / "schema.json") as tmp:
-        shutil.copyfile(schema_path, tmp)
+    with atomic_path(bundle / layout.SCHEMA) as tmp:
+        shutil.copyfile(schema_path, tmp)  # byte for byte: the sealed contract is the frozen one
     gold = proof["golden"]
     write_golden(
-        bundle / "golden.json",
+        bundle / layout.GOLDEN,
         gold["rows"],
         gold["expected"],
         labels=gold["labels"],
         tolerance=tolerance,
     )
-    manifest = {
-        "files": {name: sha256_file(bundle / name) for name in BUNDLE_FILES},
-        "model_sha256": built.info["model_sha256"],
-        "num_feature": library.n_features,
-        "compile": {
+    manifest = layout.write_manifest(
+        bundle,
+        model_sha256=built.info["model_sha256"],
+        num_feature=library.n_features,
+        compile={
             "cache_key": built.key,
             "cache_hit": built.cache_hit,
             "compile_seconds": built.compile_seconds,
@@ -369,9 +377,8 @@ def compile_bundle(
             "trees": built.info["trees"],
             "units": built.info["units"],
         },
-        "parity": proof["reports"],
-        "versions": {p: version(p) for p in ("xgboost", "treelite", "tl2cgen", "opsnb")},
-    }
-    write_json(bundle / "manifest.json", manifest)
+        parity=proof["reports"],
+        versions={p: version(p) for p in ("xgboost", "treelite", "tl2cgen", "opsnb")},
+    )
     log.info("bundle %s written (%s)", bundle, json.dumps(manifest["compile"]))
     return manifest

@@ -7,6 +7,7 @@ Environment variables:
 - ``OPSNB_RUNS_DIR`` — the runs folder (default ``<project>/runs``); tests point it elsewhere.
 - ``OPSNB_COMPILE_CACHE`` — the compile cache (default ``<runs>/.cache/compile``).
 - ``OPSNB_SERVE_OPTIONS`` — set by ``opsnb serve --workers N`` for its worker processes.
+- ``OPSNB_PROJECT`` — the project root; the runner sets it for the stage kernels it starts.
 """
 
 from __future__ import annotations
@@ -32,15 +33,32 @@ LATEST = "latest"
 RANGE_TOLERANCE = 0.2
 """A numeric feature's accepted range: its observed min/max widened by this share of the span."""
 
+PROJECT_ENV = "OPSNB_PROJECT"
+"""Environment variable naming the project root (the runner sets it for stage kernels)."""
+
+ARTIFACT_MODE = 0o644
+"""Permissions of every artifact opsnb writes: the owner writes, the group and others read (a
+non-root serving container, a colleague's notebook). The one place this is decided."""
+
+
+def _project_at(folder: Path) -> bool:
+    return (folder / "pyproject.toml").is_file() and (folder / "notebooks").is_dir()
+
 
 def project_root(start: Path | None = None) -> Path:
-    """Return the nearest folder at or above ``start`` (default: cwd) holding ``pyproject.toml``.
+    """Return the project root: the folder holding ``pyproject.toml`` and ``notebooks/``.
 
-    Falls back to ``start`` itself, so opsnb also works from an installed package.
+    Looked for in order: ``$OPSNB_PROJECT``; at or above ``start`` (default: cwd); at or above
+    this package's own source (an editable install), so a stage kernel whose cwd is a run folder
+    outside the project still finds the project's frozen contracts and compile cache. Falls back
+    to ``start`` itself, so opsnb also works from an installed package.
     """
+    configured = os.environ.get(PROJECT_ENV)
+    if configured and _project_at(Path(configured)):
+        return Path(configured).resolve()
     here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "pyproject.toml").is_file() and (folder / "notebooks").is_dir():
+    for folder in (here, *here.parents, *Path(__file__).resolve().parents):
+        if _project_at(folder):
             return folder
     return here
 
@@ -92,6 +110,16 @@ def contract_path(key: str) -> Path:
     """Where the frozen contract of the data set ``key`` lives: ``<runs>/contracts/<key>.json``."""
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in key)
     return runs_root() / "contracts" / f"{safe}.json"
+
+
+def executed_notebooks_dir(run_dir: str | os.PathLike[str]) -> Path:
+    """Where a run keeps each stage's executed notebook (with its outputs or its traceback)."""
+    return Path(run_dir) / "notebooks"
+
+
+def failed_dir(run_dir: Path, stage: str) -> Path:
+    """Where a failed stage's partial outputs are set aside, never promoted."""
+    return run_dir / "failed" / stage
 
 
 def receipt_path(run_dir: Path, stage: str) -> Path:

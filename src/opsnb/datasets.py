@@ -28,12 +28,11 @@ from opsnb.artifacts import sha256_bytes
 from opsnb.errors import ConfigError, DataError
 from opsnb.loans import LOANS_TARGET, LOANS_TIMESTAMP, loan_applications, production_stream
 from opsnb.loans import scenario as loans_scenario
+from opsnb.problem import AUTO
 from opsnb.tables import CSV_SUFFIXES, PARQUET_SUFFIXES, read_table
 
 BUILTIN = ("loans", "breast_cancer", "diabetes")
 """Built-in data sets by the name the ``dataset`` parameter uses."""
-AUTO = "auto"
-"""A parameter value that lets the data decide (the target, the task, the timestamp column)."""
 POSITIVE_LABELS = frozenset({"1", "yes", "y", "true", "t", "positive", "pos"})
 """String labels taken as the positive class (compared in lower case)."""
 _TIME_NAME = re.compile(r"(date|time|_at$|^at$)", re.IGNORECASE)
@@ -314,8 +313,54 @@ def data_card(data: LoadedData) -> dict[str, Any]:
             k: round(float(v), 4) for k, v in labels.describe().items() if k != "count"
         }
     if data.timestamp:
-        card["time_range"] = [str(frame[data.timestamp].min()), str(frame[data.timestamp].max())]
+        stamps = frame[data.timestamp]
+        card["time_range"] = [to_second(stamps.min()), to_second(stamps.max())]
     return card
+
+
+def to_second(value: Any) -> str:
+    """A timestamp as text to the second (``2024-03-01 09:30:12``); other values as they are."""
+    try:
+        return str(pd.Timestamp(value).floor("s"))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def column_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per column: type, missing share, distinct values, and its range or top value."""
+    rows = []
+    for name, column in frame.items():
+        present = column.dropna()
+        if pd.api.types.is_datetime64_any_dtype(column):
+            spread = f"{to_second(present.min())} .. {to_second(present.max())}"
+        elif pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+            spread = f"{present.min():.4g} .. {present.max():.4g}" if len(present) else "-"
+        else:
+            top = present.astype("string").value_counts()
+            spread = (
+                f"most often {top.index[0]!r} ({top.iloc[0] / len(frame):.0%})" if len(top) else "-"
+            )
+        rows.append({"column": str(name), "type": str(column.dtype),
+                     "missing": f"{column.isna().mean():.1%}", "distinct": int(present.nunique()),
+                     "range or top value": spread})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def verdict(card: dict[str, Any]) -> dict[str, Any]:
+    """The dataset stage's verdict: what the pipeline will learn from (a decision)."""
+    if card["task"] == "binary":
+        target = f"{card['target']!r} (binary, {card['target_mean']:.1%} positive)"
+    else:
+        target = f"{card['target']!r} (regression, mean {card['target_summary']['mean']:.4g})"
+    when = " .. ".join(card.get("time_range", []))
+    ordered = (
+        f", ordered by {card['timestamp']!r} {when}" if card["timestamp"] else ", no time order"
+    )
+    text = (
+        f"Using {card['rows']:,} rows x {len(card['columns'])} columns from {card['source']}: "
+        f"target {target}{ordered}"
+    )
+    return {"text": text, "passed": None}
 
 
 def card_table(card: dict[str, Any]) -> pd.DataFrame:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from opsnb.problem import meets_floor
+from opsnb.problem import HIGHER_IS_BETTER, meets_floor
 
 
 def score(task: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
@@ -74,3 +74,15 @@ def evaluate(
         "meets_floor": meets_floor(metric, scores[metric], floor),
         "calibration": calibration_table(y_true, y_pred) if task == "binary" else [],
     }
+
+
+def verdict(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The train stage's verdict: the headline metric on the test split against its floor."""
+    metric, floor, passed = metrics["metric"], metrics["floor"], bool(metrics["meets_floor"])
+    value = metrics["scores"][metric]
+    side = (">=" if passed else "<") if metric in HIGHER_IS_BETTER else ("<=" if passed else ">")
+    text = (
+        f"{'PASS' if passed else 'FAIL'}: {metric} {value:.3f} {side} floor {floor:g} "
+        f"on {metrics['rows']:,} test rows, computed from the sealed model file"
+    )
+    return {"text": text, "passed": passed}

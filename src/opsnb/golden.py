@@ -18,7 +18,7 @@ import treelite
 import xgboost as xgb
 
 from opsnb.parity import DEFAULT_TOLERANCE, check_parity, parity_report
-from opsnb.validation import FLOAT32_MAX, feature_names, feature_types
+from opsnb.schema import FLOAT32_MAX, Schema
 
 AT_THRESHOLDS_PER_FEATURE = 256
 """Thresholds tried exactly per feature (all of them for XGBoost's default 256 histogram bins)."""
@@ -38,7 +38,7 @@ def split_thresholds(model: treelite.Model) -> dict[int, list[float]]:
 
 
 def edge_rows(
-    model: treelite.Model, schema: dict[str, Any], base: np.ndarray
+    model: treelite.Model, schema: Schema, base: np.ndarray
 ) -> tuple[np.ndarray, list[str]]:
     """Build the golden edge rows from a real ``base`` row (1-D, schema order).
 
@@ -53,13 +53,13 @@ def edge_rows(
         row = base.copy()
         row[j] = value
         rows.append(row)
-        labels.append(f"{schema['features'][j]['name']}: {label}")
+        labels.append(f"{schema.features[j].name}: {label}")
 
     thresholds = split_thresholds(model)
-    for j, feature in enumerate(schema["features"]):
+    for j, feature in enumerate(schema.features):
         vary(j, np.nan, "NaN")
-        if feature["kind"] == "categorical":
-            vary(j, float(len(feature["categories"])), "unseen category code")
+        if feature.is_categorical:
+            vary(j, float(len(feature.categories)), "unseen category code")
             continue
         for value, label in [
             (0.0, "+0"),
@@ -77,12 +77,12 @@ def edge_rows(
     return np.vstack(rows).astype(np.float32), labels
 
 
-def xgboost_predict(booster: xgb.Booster, rows: np.ndarray, schema: dict[str, Any]) -> np.ndarray:
+def xgboost_predict(booster: xgb.Booster, rows: np.ndarray, schema: Schema) -> np.ndarray:
     """``Booster.predict`` on float32 rows in schema order (category codes split as categories)."""
     matrix = xgb.DMatrix(
         rows,
-        feature_names=feature_names(schema),
-        feature_types=feature_types(schema),
+        feature_names=schema.feature_names,
+        feature_types=schema.feature_types,
         enable_categorical=True,
         missing=np.nan,
     )
@@ -99,7 +99,7 @@ def prove_parity(
     *,
     booster: xgb.Booster,
     model: treelite.Model,
-    schema: dict[str, Any],
+    schema: Schema,
     sample: np.ndarray,
     tolerance: float = DEFAULT_TOLERANCE,
 ) -> dict[str, Any]:
@@ -146,5 +146,5 @@ def _spread(values: np.ndarray, count: int) -> np.ndarray:
     return picked
 
 
-def _zeros(schema: dict[str, Any]) -> np.ndarray:
-    return np.zeros(len(schema["features"]), np.float32)
+def _zeros(schema: Schema) -> np.ndarray:
+    return np.zeros(len(schema.features), np.float32)

@@ -15,15 +15,16 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from opsnb import attack, evaluation, training, validation
+from opsnb import attack, evaluation, training
 from opsnb.errors import ConfigError
 from opsnb.robustness import ThreatModel, analyse, build, predict_xgb
+from opsnb.schema import Schema, target_vector, to_matrix
 
 
 def adversarial_training(
     train: tuple[np.ndarray, np.ndarray],
     valid: tuple[np.ndarray, np.ndarray],
-    schema: dict[str, Any],
+    schema: Schema,
     threat: ThreatModel,
     *,
     hyperparameters: dict[str, Any],
@@ -50,9 +51,9 @@ def adversarial_training(
     Returns:
         The last round's booster and one record per round (rows added, total rows).
     """
-    names = [f["name"] for f in schema["features"]]
-    kinds = ["c" if f["kind"] == "categorical" else "q" for f in schema["features"]]
-    task = schema["task"]
+    names = schema.feature_names
+    kinds = schema.feature_types
+    task = schema.task
     cap = min(1.0, budget if budget is not None else 2 * threat.epsilon)
     dvalid = training.make_dmatrix(valid[0], valid[1], names, kinds)
     x_aug, y_aug = train
@@ -94,7 +95,7 @@ def adversarial_training(
 def harden(
     booster: xgb.Booster,
     frames: dict[str, Any],
-    schema: dict[str, Any],
+    schema: Schema,
     threat: ThreatModel,
     *,
     hyperparameters: dict[str, Any],
@@ -117,7 +118,7 @@ def harden(
             "pass -p decision_threshold <value> (or drop -p adversarial_training)"
         )
     encoded = {
-        name: (validation.to_matrix(frame, schema), validation.target_vector(frame, schema))
+        name: (to_matrix(frame, schema), target_vector(frame, schema))
         for name, frame in frames.items()
     }
     robust, history = adversarial_training(
@@ -135,7 +136,7 @@ def harden(
     for name, model in (("before (clean training)", booster), ("after (adversarial)", robust)):
         space = build(model, schema, encoded["train"][0], threat)
         found = analyse(space, test_x, test_y, threat=threat, sample=attack_rows, seed=seed)
-        scores = evaluation.score(schema["task"], test_y, predict_xgb(model, test_x, schema))
+        scores = evaluation.score(schema.task, test_y, predict_xgb(model, test_x, schema))
         compare.append(
             {
                 "model": name,

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from jupyter_client.manager import AsyncKernelManager
+
 from opsnb.artifacts import read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -47,3 +49,23 @@ def ensure_kernel() -> str:
     if str(share) not in paths:
         os.environ["JUPYTER_PATH"] = os.pathsep.join([str(share), *filter(None, paths)])
     return KERNEL_NAME
+
+
+def quiet_kernel_manager(log_path: Path) -> type[AsyncKernelManager]:
+    """A kernel manager whose kernel writes its own stdout/stderr to ``log_path``, not the terminal.
+
+    The kernel's process-level output is transport noise for a pipeline run (jupyter_client
+    interrupts a kernel before shutting it down, and ipykernel logs "KeyboardInterrupt caught in
+    kernel"); a native crash still leaves its message in that file. What cells print goes to the
+    notebook as always.
+    """
+
+    class QuietKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(log_path, "ab") as sink:
+                kw.setdefault("stdout", sink)
+                kw.setdefault("stderr", sink)
+                await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    return QuietKernelManager

@@ -86,3 +86,16 @@ def alerts(
             message = f"live {metric} {value:.4f} is {side} the floor {floor}"
             found.append({"kind": "quality", "metric": metric, "value": value, "message": message})
     return found
+
+
+def verdict(drift: pd.DataFrame, alerts_: list[dict[str, Any]], live: dict[str, float],
+            *, metric: str, floor: float) -> dict[str, Any]:  # fmt: skip
+    """The monitor stage's verdict: drifted features and the live metric against its floor."""
+    drifted = int((drift["psi"] >= PSI_MAJOR).sum())
+    passed = not alerts_
+    quality = f"; live {metric} {live[metric]:.3f} vs floor {floor:g}" if metric in live else ""
+    text = (
+        f"{'PASS' if passed else 'FAIL'}: {drifted} of {len(drift)} features drifted "
+        f"(PSI >= {PSI_MAJOR}){quality}; {len(alerts_)} alert(s)"
+    )
+    return {"text": text, "passed": passed}

@@ -2,8 +2,10 @@
 
 A notebook opens its stage with ``stage = open_stage("train", run_dir)``, reads inputs through
 :meth:`StageContext.input` (hash-verified), writes outputs through the ``write_*`` methods
-(atomic, sealed) and ends with :meth:`StageContext.finish`, which refuses to mark the stage done
-while a declared output is missing.
+(atomic, sealed), shows its evidence with :meth:`StageContext.figure` and
+:meth:`StageContext.table`, states its one-line :meth:`StageContext.verdict`, and ends with
+:meth:`StageContext.finish`, which writes the stage's story (``story/<stage>.json``, for
+``report.html``) and refuses to mark the stage done while a declared output is missing.
 
 Exactly one process writes a stage's record in the run manifest. Under the runner
 (``opsnb run``) that is the runner: the kernel only seals outputs and, from ``finish()``, leaves a
@@ -17,16 +19,19 @@ from __future__ import annotations
 import logging
 import os
 import resource
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from matplotlib.figure import Figure
 
 from opsnb import config, pipeline
 from opsnb.artifacts import RunManifest, now_iso, read_json, write_json, write_parquet
 from opsnb.errors import ArtifactError, StageError
 from opsnb.stages import STAGES, Stage, stage_by_name
+from opsnb.story import Story, Verdict, enable_png, story_relpath
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,8 @@ class StageContext:
         self.run_dir = run_dir
         self.managed = managed
         self.manifest = RunManifest.load(run_dir)
+        self.story = Story(stage.name)
+        enable_png()  # a figure returned from a cell renders as PNG too
         self._cpu0, _ = _usage()
         self._t0 = time.perf_counter()
         for relpath in stage.consumes:
@@ -131,19 +138,45 @@ class StageContext:
         write_parquet(self.output(relpath), frame)
         return self.seal(relpath)
 
-    # -- the end -----------------------------------------------------------------------------
-    def finish(self) -> str:
-        """Check every declared output is sealed and intact, record the stage as done.
+    # -- what a person sees ------------------------------------------------------------------
+    def figure(self, name: str, fig: Figure, *, caption: str = "") -> None:
+        """Show ``fig`` as PNG and keep it for the report under ``name``; the figure is closed."""
+        self.story.figure(name, fig, caption=caption)
 
-        Returns a sentence for the notebook to show.
+    def table(self, name: str, frame: pd.DataFrame | pd.Series, *, caption: str = "") -> None:
+        """Show a small table (floats rounded, times to the second) and keep it for the report."""
+        self.story.table(name, frame, caption=caption)
+
+    def verdict(self, text: str, *, passed: bool | None) -> Verdict:
+        """Record the stage's one-line verdict (numbers included) and return it to be shown.
+
+        ``passed``: True (PASS) or False (FAIL) against ``problem.json``'s criteria, None for a
+        decision ("chose max_depth 4: CV logloss 0.41 vs 0.43").
         """
+        return self.story.set_verdict(text, passed=passed)
+
+    # -- the end -----------------------------------------------------------------------------
+    def finish(self) -> None:
+        """Write the story, check every declared output is sealed and intact, record success.
+
+        The bookkeeping line goes to the log; the notebook's last output stays the verdict.
+        """
+        story = story_relpath(self.stage.name)
         for relpath in self.stage.produces:
-            if relpath not in self.manifest.artifacts:
+            if relpath != story and relpath not in self.manifest.artifacts:
                 raise StageError(
                     f"stage '{self.stage.name}' did not write its declared output '{relpath}'",
                     stage=self.stage.name,
                 )
-            self.manifest.verify(relpath)
+            if relpath != story:
+                self.manifest.verify(relpath)
+        if self.story.verdict is None:
+            raise StageError(
+                f"stage '{self.stage.name}' has no verdict; call stage.verdict('PASS: ...', "
+                "passed=True) with the numbers it rests on before stage.finish()",
+                stage=self.stage.name,
+            )
+        self.write_json(story, self.story.to_dict())
         cpu, peak_kib = _usage()
         done = {
             "finished": now_iso(),
@@ -157,10 +190,23 @@ class StageContext:
             self.manifest.stages[self.stage.name].update(status="succeeded", **done)
             self.manifest.save()
         elapsed = time.perf_counter() - self._t0
-        return (
-            f"Stage '{self.stage.name}' done in {elapsed:.1f} s: "
-            f"{len(self.stage.produces)} outputs sealed in {self.run_dir}."
-        )
+        log.info(
+            "stage '%s' done in %.1f s: %d outputs sealed in %s",
+            self.stage.name, elapsed, len(self.stage.produces), self.run_dir,
+        )  # fmt: skip
+
+
+def _say(line: str) -> None:
+    """A progress line in the notebook (the cell's output) while a stage builds its inputs."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _progress(stage: Stage, outcome: pipeline.StageOutcome | None) -> None:
+    if outcome is None:
+        _say(f"  {stage.name:<15} running…")
+    else:
+        _say(f"  {stage.name:<15} {outcome.status:<9} {outcome.wall_s:6.1f} s  {outcome.detail}")
 
 
 def _inputs_present(manifest: RunManifest, stage: Stage) -> bool:
@@ -188,6 +234,8 @@ def open_stage(name: str, run_dir: str | os.PathLike[str] = config.LAB_RUN) -> S
         return StageContext(stage, folder, managed=True)
     index = STAGES.index(stage)
     if index > 0 and not _inputs_present(manifest, stage):
-        log.warning("inputs of '%s' missing in %s: running the earlier stages", name, folder)
-        pipeline.run(run_dir=folder, until=STAGES[index - 1].name)
+        _say(f"inputs of '{name}' are missing in {folder}: running the earlier stages")
+        pipeline.run(
+            run_dir=folder, until=STAGES[index - 1].name, on_stage=_progress, report_html=False
+        )
     return StageContext(stage, folder)

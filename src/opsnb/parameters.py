@@ -7,6 +7,7 @@ with the list of the names that exist. ``run_dir`` is the runner's own.
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,22 @@ def declared_parameters(stage: Stage) -> dict[str, Any]:
             stage=stage.name,
         )
     return dict(papermill.inspect_notebook(str(path)))
+
+
+def resolved_parameters(stage: Stage, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The values ``stage`` runs with: its notebook's defaults, overridden by ``given``.
+
+    A default that is not a plain literal (an expression) is recorded as its source text.
+    """
+    values: dict[str, Any] = {}
+    for name, spec in declared_parameters(stage).items():
+        if name in RESERVED_PARAMETERS:
+            continue
+        try:
+            values[name] = ast.literal_eval(spec["default"])
+        except (ValueError, SyntaxError):
+            values[name] = spec["default"]
+    return {**values, **given}
 
 
 def route_parameters(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -118,6 +119,16 @@ def write_golden(
 def read_golden(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Read ``golden.json``: the rows as float32, the expected outputs, and the whole document."""
     doc: dict[str, Any] = read_json(path)
+    rows, expected = golden_arrays(doc, where=os.fspath(path))
+    return rows, expected, doc
+
+
+def golden_arrays(doc: Mapping[str, Any], *, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """The rows (float32, NaN for ``null``) and expected outputs of a parsed ``golden.json``.
+
+    Raises:
+        ArtifactError: ``doc`` is not a golden document (``where`` names it).
+    """
     try:
         rows = np.array(
             [[np.nan if v is None else v for v in row] for row in doc["rows"]], dtype=np.float32
@@ -125,10 +136,10 @@ def read_golden(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray, d
         expected = np.asarray(doc["expected"], dtype=np.float64)
     except (KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(
-            f"{path} is not a golden file: {exc}; expected keys rows, expected, labels",
-            path=os.fspath(path),
+            f"{where} is not a golden file: {exc}; expected keys rows, expected, labels",
+            path=where,
         ) from exc
-    return rows, expected, doc
+    return rows, expected
 
 
 def summary(reports: list[dict[str, Any]]) -> dict[str, Any]:

@@ -30,11 +30,12 @@ from typing import Any, NoReturn
 
 import papermill
 
-from opsnb import config
+from opsnb import config, report
 from opsnb.artifacts import RunManifest, now_iso, read_json, sha256_file, sha256_json, write_json
 from opsnb.errors import ArtifactError, ConfigError, StageError
-from opsnb.kernels import ensure_kernel
-from opsnb.parameters import notebook_path, route_parameters
+from opsnb.kernels import ensure_kernel, quiet_kernel_manager
+from opsnb.parameters import notebook_path, resolved_parameters, route_parameters
+from opsnb.problem import Problem
 from opsnb.stages import FROZEN_CONTRACT, STAGES, Stage, stage_by_name
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ def fingerprint(
 
 
 def _contract_of(folder: Path) -> Path:
-    return config.contract_path(read_json(folder / "data" / "card.json")["key"])
+    return config.contract_path(read_json(folder / "data/card.json")["key"])
 
 
 OUTSIDE: dict[str, Callable[[Path], Path]] = {FROZEN_CONTRACT: _contract_of}
@@ -118,10 +119,14 @@ def _all_verify(manifest: RunManifest, relpaths: tuple[str, ...]) -> bool:
 
 
 def _find_reusable(stage: Stage, fp: str, exclude: Path) -> RunManifest | None:
-    """Return the newest other run with a successful, intact execution of fingerprint ``fp``."""
-    manifests = sorted(exclude.parent.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
+    """Return the newest other run with a successful, intact execution of fingerprint ``fp``.
+
+    Only runs in the project's runs folder count: a folder that merely sits beside ``exclude``
+    (a scratch run elsewhere on disk) is never a source.
+    """
+    manifests = sorted(config.runs_root().glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
     for path in reversed(manifests):
-        if path.parent == exclude or path.parent.is_symlink():
+        if path.parent.resolve() == exclude.resolve() or path.parent.is_symlink():
             continue
         other = RunManifest.load(path.parent)
         if _succeeded_with(other, stage, fp):
@@ -171,7 +176,7 @@ def _children_cpu() -> float:
 
 def update_latest(run_dir: Path) -> None:
     """Point ``runs/latest`` at ``run_dir`` atomically (a relative symlink)."""
-    link = run_dir.parent / "latest"
+    link = run_dir.parent / config.LATEST
     tmp = run_dir.parent / f".latest.{secrets.token_hex(4)}"
     tmp.symlink_to(run_dir.name)
     os.replace(tmp, link)
@@ -186,6 +191,7 @@ def run(
     until: str | None = None,
     force: bool = False,
     on_stage: Callable[[Stage, StageOutcome | None], None] | None = None,
+    report_html: bool = True,
 ) -> RunResult:
     """Run the pipeline (or the stages ``from_stage``..``until``) and return what happened.
 
@@ -197,6 +203,8 @@ def run(
         until: last stage to run.
         force: execute every selected stage even when its fingerprint is unchanged.
         on_stage: called before each stage with ``None`` and after it with its outcome.
+        report_html: write ``report.html`` at the end (a notebook building its inputs does not:
+            its own stage, the one the report would miss, has not run yet).
 
     Raises:
         ConfigError: an unknown parameter or stage, before any kernel starts.
@@ -214,13 +222,19 @@ def run(
     manifest.save()
     kernel = ensure_kernel()
     result = RunResult(folder.name, folder)
-    for stage in selected:
-        if on_stage:
-            on_stage(stage, None)
-        outcome = _run_stage(stage, routed[stage.name], folder, kernel, force=force)
-        result.outcomes.append(outcome)
-        if on_stage:
-            on_stage(stage, outcome)
+    try:
+        for stage in selected:
+            if on_stage:
+                on_stage(stage, None)
+            outcome = _run_stage(stage, routed[stage.name], folder, kernel, force=force)
+            _record_outcome(folder, outcome)
+            result.outcomes.append(outcome)
+            if on_stage:
+                on_stage(stage, outcome)
+    finally:
+        # Even a failed run gets its page: the timeline shows where it stopped and why.
+        if report_html:
+            _write_report(folder)
     manifest = RunManifest.load(folder)
     complete = all(manifest.stages.get(s.name, {}).get("status") == "succeeded" for s in STAGES)
     manifest.data.update(status="succeeded" if complete else "partial", updated=now_iso())
@@ -228,6 +242,41 @@ def run(
     if complete and run_dir is None:
         update_latest(folder)
     return result
+
+
+def _record_outcome(folder: Path, outcome: StageOutcome) -> None:
+    """Note what this invocation did with the stage; keep stages in run order; the problem."""
+    manifest = RunManifest.load(folder)
+    manifest.stages.setdefault(outcome.stage, {})["outcome"] = outcome.status
+    order = [s.name for s in STAGES]
+    manifest.data["stages"] = dict(
+        sorted(manifest.stages.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99)
+    )
+    resolved = _resolved_problem(manifest)
+    if resolved is not None:
+        manifest.data["problem"] = resolved
+    manifest.save()
+
+
+def _resolved_problem(manifest: RunManifest) -> dict[str, Any] | None:
+    """``problem.json`` with the task and target the data resolved (once the schema exists)."""
+    if "problem.json" not in manifest.artifacts or "schema.json" not in manifest.artifacts:
+        return None
+    stated = Problem.from_dict(read_json(manifest.run_dir / "problem.json"))
+    schema = read_json(manifest.run_dir / "schema.json")
+    return stated.resolve(task=schema["task"], target=schema["target"]).to_dict()
+
+
+def _write_report(folder: Path) -> None:
+    """Build ``report.html``; a report that cannot be built is logged, never fails the run."""
+    try:
+        path = report.build(folder)
+    except Exception:  # the run's own outcome matters more than its page
+        log.exception("could not build the report of %s", folder)
+        return
+    manifest = RunManifest.load(folder)
+    manifest.data["report"] = path.name
+    manifest.save()
 
 
 def _run_stage(
@@ -280,9 +329,9 @@ def _reuse(stage: Stage, source: RunManifest, manifest: RunManifest) -> None:
     for relpath in stage.produces:
         _copy(source.run_dir / relpath, manifest.run_dir / relpath)
         manifest.seal(relpath, stage=stage.name)
-    executed = source.run_dir / "notebooks" / stage.notebook
+    executed = config.executed_notebooks_dir(source.run_dir) / stage.notebook
     if executed.is_file():
-        _copy(executed, manifest.run_dir / "notebooks" / stage.notebook)
+        _copy(executed, config.executed_notebooks_dir(manifest.run_dir) / stage.notebook)
     manifest.stages[stage.name] = {
         **source.stages[stage.name],
         "reused_from": source.run_dir.name,
@@ -299,10 +348,11 @@ def _start(
     manifest.stages[stage.name] = {
         "status": "running",
         "started": now_iso(),
-        "params": params,
+        "params": resolved_parameters(stage, params),
+        "overrides": params,
         "inputs": inputs,
         "fingerprint": fp,
-        "notebook": f"notebooks/{stage.notebook}",
+        "notebook": str(config.executed_notebooks_dir(Path()) / stage.notebook),
         "runner_pid": os.getpid(),  # the kernel's parent: how it knows the runner keeps this
     }
     manifest.save()
@@ -335,11 +385,14 @@ def _take_receipt(run_dir: Path, stage: Stage) -> dict[str, Any] | None:
 
 def _execute(stage: Stage, params: dict[str, Any], folder: Path, kernel: str) -> StageOutcome:
     """Execute the stage notebook with papermill; record timings; fail loudly."""
-    executed = folder / "notebooks" / stage.notebook
+    executed = config.executed_notebooks_dir(folder) / stage.notebook
     executed.parent.mkdir(parents=True, exist_ok=True)
     t0, cpu0 = time.perf_counter(), _children_cpu()
     error: BaseException | None = None
     config.receipt_path(folder, stage.name).unlink(missing_ok=True)
+    # The kernel's cwd is the run folder, which may lie outside the project: name the project.
+    saved_project = os.environ.get(config.PROJECT_ENV)
+    os.environ[config.PROJECT_ENV] = str(config.project_root())
     try:
         papermill.execute_notebook(
             str(notebook_path(stage)),
@@ -349,9 +402,15 @@ def _execute(stage: Stage, params: dict[str, Any], folder: Path, kernel: str) ->
             cwd=str(folder),
             progress_bar=False,
             log_output=False,
+            kernel_manager_class=quiet_kernel_manager(folder / "logs" / f"{stage.name}.log"),
         )
     except Exception as exc:  # papermill raises its own errors and the kernel's
         error = exc
+    finally:
+        if saved_project is None:
+            del os.environ[config.PROJECT_ENV]
+        else:
+            os.environ[config.PROJECT_ENV] = saved_project
     wall = time.perf_counter() - t0
     done = _take_receipt(folder, stage)
     manifest = RunManifest.load(folder)
@@ -392,7 +451,7 @@ def _fail(stage: Stage, manifest: RunManifest, error: BaseException) -> NoReturn
 def _set_aside(run_dir: Path, relpath: str, stage: Stage) -> None:
     src = run_dir / relpath
     if src.exists():
-        dst = run_dir / "failed" / stage.name / relpath
+        dst = config.failed_dir(run_dir, stage.name) / relpath
         dst.parent.mkdir(parents=True, exist_ok=True)
         os.replace(src, dst)
 

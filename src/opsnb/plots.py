@@ -1,132 +1,464 @@
-"""Plotting helpers in one house style: each takes data and returns a matplotlib Figure.
+"""Plotting helpers in one house style: each takes data and returns a matplotlib ``Figure``.
 
-The title states the answer, axes carry units, the budget or floor a figure is judged against is
-drawn as a line, one accent colour marks what breaks the rule and grey the rest.
+The style (STYLE.md, "Plots and reports"): the title states the answer ("2 of 12 features
+drifted", not "PSI by feature"); axes are labelled with units; the threshold or budget a value is
+judged against is drawn as a dashed line and named in the legend; one accent colour
+(:data:`ACCENT`) marks what breaks the rule, everything else is grey (:data:`GREY`), and the
+chosen or reference series is dark (:data:`INK`). Figures are built with the object-oriented API
+(no pyplot state), so a notebook shows one with ``stage.figure(name, fig)`` and nothing leaks.
+
+Add a helper here for a new plot: take plain data (frames, arrays, dicts from the stage's JSON),
+compute the verdict the title states, colour by :func:`colours`, and draw the rule with
+:func:`rule`.
 """
 
 from __future__ import annotations
 
-import math
+import textwrap
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from sklearn.metrics import roc_auc_score, roc_curve
 
-ACCENT = "#d62728"
-GREY = "#8c8c8c"
-DARK = "#333333"
-SIZE = (6.4, 3.6)
+ACCENT = "#d1495b"
+"""What breaks the rule."""
+GREY = "#a7adb4"
+"""Everything that keeps the rule."""
+INK = "#2b2d42"
+"""The chosen series, the reference, rules and text."""
 
 
-def _figure() -> tuple[Figure, Any]:
-    fig, ax = plt.subplots(figsize=SIZE, layout="constrained")
-    ax.spines[["top", "right"]].set_visible(False)
+def new_figure(width: float = 6.4, height: float = 3.6) -> tuple[Figure, Axes]:
+    """A figure with one axes in the house style."""
+    fig = Figure(figsize=(width, height), layout="constrained")
+    ax = fig.subplots()
+    _style(ax)
     return fig, ax
 
 
-def _not_applicable(summary: dict[str, Any]) -> Figure:
-    fig, ax = _figure()
-    ax.set_axis_off()
-    ax.set_title("Robustness does not apply to this model")
-    ax.text(0.5, 0.5, summary.get("reason", ""), ha="center", va="center", wrap=True)
-    plt.close(fig)
+def _style(ax: Axes) -> None:
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.tick_params(labelsize=8)
+    ax.grid(axis="y", color="#e8e8e8", linewidth=0.6)
+    ax.set_axisbelow(True)
+
+
+def colours(breaks: Sequence[bool] | np.ndarray) -> list[str]:
+    """:data:`ACCENT` where the rule is broken, :data:`GREY` elsewhere."""
+    return [ACCENT if b else GREY for b in breaks]
+
+
+def rule(ax: Axes, value: float, label: str, *, axis: str = "y") -> None:
+    """Draw the threshold or budget ``value`` as a dashed line named ``label`` in the legend."""
+    draw = ax.axhline if axis == "y" else ax.axvline
+    draw(value, color=INK, linestyle="--", linewidth=1.2, label=label)
+
+
+def _title(fig: Figure, text: str) -> None:
+    # ~11 characters per inch at 11 pt: wrap rather than cut the answer off at the edge.
+    width = max(20, int(fig.get_figwidth() * 11))
+    fig.suptitle(textwrap.fill(text, width), fontsize=11, x=0.01, horizontalalignment="left")
+
+
+def _pct(value: float) -> str:
+    return f"{value:.1%}"
+
+
+# -- prepare -------------------------------------------------------------------------------------
+def _field(feature: Any, key: str) -> Any:
+    """A feature's field, from ``schema.json``'s dict or a typed ``opsnb.schema.Feature``."""
+    return feature.get(key) if isinstance(feature, Mapping) else getattr(feature, key, None)
+
+
+def distributions(
+    frame: pd.DataFrame,
+    features: Sequence[Any],
+    *,
+    limit: int = 16,
+    missing_limit: float = 0.05,
+) -> Figure:
+    """One panel per feature (the first ``limit``): a histogram with the accepted range, or counts.
+
+    ``features`` are the schema's features (typed ``Feature`` objects or their dicts). A panel
+    is accented when the feature misses more than ``missing_limit`` of its values or has values
+    outside the contract's accepted range (``lower``/``upper`` in ``schema.json``).
+    """
+    shown = list(features)[:limit]
+    cols = min(4, max(1, len(shown)))
+    rows = max(1, -(-len(shown) // cols))
+    fig = Figure(figsize=(3.1 * cols, 2.3 * rows + 0.5), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    flagged = []
+    for ax, feature in zip(axes, shown, strict=False):
+        _style(ax)
+        name, kind = _field(feature, "name"), _field(feature, "kind")
+        column = frame[name]
+        missing = float(column.isna().mean())
+        if kind == "numeric":
+            values = pd.to_numeric(column, errors="coerce").dropna()
+            lower, upper = _field(feature, "lower"), _field(feature, "upper")
+            outside = bool(
+                lower is not None
+                and upper is not None
+                and ((values < lower) | (values > upper)).any()
+            )
+            bad = missing > missing_limit or outside
+            ax.hist(values, bins=30, color=ACCENT if bad else GREY)
+            if lower is not None and upper is not None:
+                ax.axvline(lower, color=INK, linestyle="--", linewidth=0.9)
+                ax.axvline(upper, color=INK, linestyle="--", linewidth=0.9)
+            ax.set_xlabel(f"{name} (value; dashed: accepted range)", fontsize=7)
+        else:
+            bad = missing > missing_limit
+            counts = column.astype("string").value_counts().head(10)
+            ax.barh(counts.index.astype(str), counts.to_numpy(), color=ACCENT if bad else GREY)
+            ax.invert_yaxis()
+            ax.tick_params(axis="y", labelsize=7)
+            ax.set_xlabel(f"{name} (rows per category)", fontsize=7)
+        ax.set_ylabel("rows" if kind == "numeric" else "", fontsize=7)
+        ax.set_title(f"{name}: {_pct(missing)} missing", fontsize=8,
+                     color=ACCENT if bad else INK)  # fmt: skip
+        if bad:
+            flagged.append(name)
+    for ax in axes[len(shown) :]:
+        ax.set_visible(False)
+    more = f" (first {limit} of {len(features)})" if len(features) > limit else ""
+    if flagged:
+        answer = f"{len(flagged)} of {len(shown)} features need a look: {', '.join(flagged[:4])}"
+    else:
+        answer = (
+            f"All {len(shown)} features within their accepted range, ≤ {missing_limit:.0%} missing"
+        )
+    _title(fig, answer + more)
     return fig
 
 
-def robust_accuracy_curve(summary: dict[str, Any]) -> Figure:
-    """Accuracy against the L∞ budget: under attack, certified, under random noise."""
+def balance(
+    splits: Mapping[str, Mapping[str, Any]],
+    *,
+    task: str,
+    tolerance: float = 0.05,
+    std_tolerance: float = 0.25,
+) -> Figure:
+    """The target per split against the training split's value (dashed).
+
+    Binary: the positive share, accented when more than ``tolerance`` (absolute) away from
+    train's. Regression: the mean ± std, accented when the mean is more than ``std_tolerance``
+    of train's standard deviations away from train's mean.
+    """
+    names = list(splits)
+    fig, ax = new_figure(6.4, 3.0)
+    reference_name = "train" if "train" in splits else names[0]
+    if task == "binary":
+        values = np.array([float(splits[n]["positive_share"]) for n in names])
+        reference = float(splits[reference_name]["positive_share"])
+        breaks = np.abs(values - reference) > tolerance
+        ax.bar(names, values, color=colours(breaks))
+        rule(ax, reference, f"{reference_name}: {_pct(reference)}")
+        ax.set_ylabel("positive share (fraction of rows)")
+        for x, v in enumerate(values):
+            ax.annotate(_pct(v), (x, v), ha="center", va="bottom", fontsize=8)
+        spread = f"{_pct(values.min())}–{_pct(values.max())}"
+        limit = f"{tolerance * 100:.0f} points"
+    else:
+        values = np.array([float(splits[n]["target_mean"]) for n in names])
+        stds = np.array([float(splits[n]["target_std"]) for n in names])
+        reference = float(splits[reference_name]["target_mean"])
+        allowed = std_tolerance * float(splits[reference_name]["target_std"])
+        breaks = np.abs(values - reference) > allowed
+        ax.bar(names, values, yerr=stds, color=colours(breaks), capsize=3, ecolor=INK)
+        rule(ax, reference, f"{reference_name} mean: {reference:.3g}")
+        ax.set_ylabel("target mean ± std (target units)")
+        spread = f"{values.min():.3g}–{values.max():.3g}"
+        limit = f"{allowed:.3g}"
+    ax.set_xlabel("split")
+    ax.legend(fontsize=8, frameon=False, loc="lower right")
+    off = [n for n, b in zip(names, breaks, strict=True) if b]
+    what = "Positive share" if task == "binary" else "Target mean"
+    if off:
+        _title(fig, f"{what} of {', '.join(off)} is more than {limit} off {reference_name}")
+    else:
+        _title(fig, f"{what} {spread} in every split: within {limit} of {reference_name}")
+    return fig
+
+
+# -- design --------------------------------------------------------------------------------------
+def cv_curves(
+    scores: Sequence[Mapping[str, Any]], *, metric: str, baseline: float | None = None
+) -> Figure:
+    """Cross-validated loss per boosting round for each candidate; the winner dark.
+
+    Each score holds its hyperparameters, ``cv_<metric>`` and ``cv_curve`` (the test-fold mean
+    per round). A candidate that ends no better than the ``baseline`` (dashed) is accented.
+    """
+    key = f"cv_{metric}"
+    fig, ax = new_figure(6.4, 3.6)
+    winner = min(scores, key=lambda s: s[key])
+    hyper = [k for k in winner if k not in (key, "rounds", "cv_curve")]
+    for score in scores:
+        curve = np.asarray(score.get("cv_curve") or [score[key]], dtype=float)
+        label = ", ".join(f"{k}={score[k]}" for k in hyper)
+        fails = baseline is not None and score[key] >= baseline
+        colour = ACCENT if fails else INK if score is winner else GREY
+        width = 1.8 if score is winner else 1.1
+        ax.plot(np.arange(1, len(curve) + 1), curve, color=colour, linewidth=width, label=label)
+    ax.scatter([winner["rounds"]], [winner[key]], color=INK, zorder=3)
+    if baseline is not None:
+        rule(ax, baseline, f"baseline (predict the mean): {baseline:.3f}")
+    ax.set_xlabel("boosting rounds (trees)")
+    ax.set_ylabel(f"CV {metric} on held-out folds (lower is better)")
+    ax.legend(fontsize=7, frameon=False)
+    chosen = ", ".join(f"{k}={winner[k]}" for k in hyper)
+    versus = f" vs baseline {baseline:.3f}" if baseline is not None else ""
+    _title(
+        fig, f"{chosen} wins: CV {metric} {winner[key]:.3f} at {winner['rounds']} rounds{versus}"
+    )
+    return fig
+
+
+# -- train ---------------------------------------------------------------------------------------
+def roc(y_true: np.ndarray, p: np.ndarray, *, floor: float) -> Figure:
+    """The ROC curve on the test split; accented when its AUC is below the problem's ``floor``."""
+    fpr, tpr, _ = roc_curve(y_true, p)
+    auc = float(roc_auc_score(y_true, p))
+    fig, ax = new_figure(4.6, 4.2)
+    ax.plot(
+        fpr, tpr, color=ACCENT if auc < floor else INK, linewidth=1.8, label=f"model: AUC {auc:.3f}"
+    )
+    ax.plot([0, 1], [0, 1], color=GREY, linestyle=":", label="chance: AUC 0.5")
+    ax.set_xlabel("false positive rate (share of negatives flagged)")
+    ax.set_ylabel("true positive rate (share of positives caught)")
+    ax.set_aspect("equal")
+    ax.legend(fontsize=8, frameon=False, loc="lower right")
+    verdict = "meets" if auc >= floor else "is below"
+    _title(fig, f"AUC {auc:.3f} on {len(y_true):,} test rows {verdict} the floor {floor:g}")
+    return fig
+
+
+def calibration(table: Sequence[Mapping[str, Any]], *, tolerance: float = 0.05) -> Figure:
+    """Observed against predicted positive rate per probability bin; off-diagonal bins accented.
+
+    ``table`` is :func:`opsnb.evaluation.calibration_table`'s output. A bin is off when its
+    observed rate is more than ``tolerance`` from its mean prediction *and* more than two
+    standard errors of a bin of its size (so a 12-row bin is not blamed for its noise).
+    """
+    predicted = np.array([float(r["mean_predicted"]) for r in table])
+    observed = np.array([float(r["observed_rate"]) for r in table])
+    rows = np.array([int(r["rows"]) for r in table])
+    gap = np.abs(observed - predicted)
+    noise = 2 * np.sqrt(np.clip(predicted * (1 - predicted), 1e-6, None) / np.maximum(rows, 1))
+    breaks = (gap > tolerance) & (gap > noise)
+    fig, ax = new_figure(4.6, 4.2)
+    ax.plot([0, 1], [0, 1], color=INK, linestyle="--", linewidth=1.2, label="perfectly calibrated")
+    sizes = 20 + 180 * rows / max(int(rows.max()) if len(rows) else 1, 1)
+    ax.scatter(predicted, observed, s=sizes, color=colours(breaks), zorder=3,
+               label=f"bin (size ∝ rows); off by > {tolerance:g} and 2 s.e. accented")  # fmt: skip
+    ax.set_xlim(-0.03, 1.03)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_aspect("equal")
+    ax.set_xlabel("mean predicted probability in bin")
+    ax.set_ylabel("observed positive rate in bin")
+    ax.legend(fontsize=7, frameon=False, loc="upper left")
+    good = int((~breaks).sum())
+    worst = float(gap.max()) if len(table) else 0.0
+    total = int(rows.sum())
+    _title(
+        fig, f"Calibrated in {good} of {len(table)} bins (largest gap {worst:.3f}, {total:,} rows)"
+    )
+    return fig
+
+
+def predicted_vs_actual(
+    y_true: np.ndarray, y_pred: np.ndarray, *, metric: str, value: float, floor: float, ok: bool
+) -> Figure:
+    """Regression: predictions against the truth on the test split, the diagonal as the rule."""
+    fig, ax = new_figure(4.6, 4.2)
+    ax.scatter(y_true, y_pred, s=6, alpha=0.5, color=GREY if ok else ACCENT)
+    low = float(min(np.min(y_true), np.min(y_pred)))
+    high = float(max(np.max(y_true), np.max(y_pred)))
+    ax.plot([low, high], [low, high], color=INK, linestyle="--", label="prediction = truth")
+    ax.set_xlabel("true value (target units)")
+    ax.set_ylabel("predicted value (target units)")
+    ax.legend(fontsize=8, frameon=False)
+    verdict = "meets" if ok else "misses"
+    _title(fig, f"{metric} {value:.3f} on {len(y_true):,} test rows {verdict} the floor {floor:g}")
+    return fig
+
+
+def model_quality(
+    task: str, y_true: np.ndarray, y_pred: np.ndarray, metrics: Mapping[str, Any]
+) -> dict[str, Figure]:
+    """The train stage's evidence by task: ROC and calibration (binary), or predicted vs actual.
+
+    ``metrics`` is :func:`opsnb.evaluation.evaluate`'s output for the same rows.
+    """
+    if task == "binary":
+        return {
+            "roc": roc(y_true, y_pred, floor=float(metrics["floor"])),
+            "calibration": calibration(metrics["calibration"]),
+        }
+    metric = str(metrics["metric"])
+    return {
+        "predicted vs actual": predicted_vs_actual(
+            y_true,
+            y_pred,
+            metric=metric,
+            value=float(metrics["scores"][metric]),
+            floor=float(metrics["floor"]),
+            ok=bool(metrics["meets_floor"]),
+        )
+    }
+
+
+# -- operationalize ------------------------------------------------------------------------------
+def latency_vs_batch(rows: Sequence[Mapping[str, Any]], *, budget_ms: float) -> Figure:
+    """Milliseconds per call against rows per call: p50 grey, p99 dark, over budget accented.
+
+    ``rows`` hold ``batch``, ``p50_ms`` and ``p99_ms`` (:mod:`opsnb.latency`).
+    """
+    batches = np.array([int(r["batch"]) for r in rows])
+    p50 = np.array([float(r["p50_ms"]) for r in rows])
+    p99 = np.array([float(r["p99_ms"]) for r in rows])
+    over = p99 > budget_ms
+    fig, ax = new_figure(6.4, 3.6)
+    ax.plot(batches, p50, color=GREY, marker="o", markersize=4, label="p50 per call")
+    ax.plot(batches, p99, color=INK, linewidth=1.6, label="p99 per call")
+    ax.scatter(batches, p99, color=colours(over), zorder=3, s=28)
+    rule(ax, budget_ms, f"p99 budget: {budget_ms:g} ms")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("rows per call (batch size)")
+    ax.set_ylabel("latency per call (ms, log scale)")
+    ax.legend(fontsize=8, frameon=False, loc="lower right")
+    if not over.any():
+        _title(fig, f"p99 within the {budget_ms:g} ms budget up to {batches.max():,} rows per call")
+    else:
+        first = int(batches[over].min())
+        _title(fig, f"p99 over the {budget_ms:g} ms budget from {first:,} rows per call")
+    return fig
+
+
+# -- monitor -------------------------------------------------------------------------------------
+def drift(table: pd.DataFrame, *, threshold: float, limit: int = 20) -> Figure:
+    """PSI per feature (worst first, up to ``limit``) against the drift ``threshold``."""
+    shown = table.sort_values("psi", ascending=False).head(limit)
+    values = shown["psi"].to_numpy(dtype=float)
+    breaks = values >= threshold
+    fig, ax = new_figure(6.4, 0.6 + 0.28 * max(len(shown), 3))
+    ax.barh(shown["feature"].astype(str), values, color=colours(breaks))
+    ax.invert_yaxis()
+    rule(ax, threshold, f"drift threshold: PSI {threshold:g}", axis="x")
+    ax.grid(axis="y", visible=False)
+    ax.grid(axis="x", color="#e8e8e8", linewidth=0.6)
+    ax.set_xlabel("population stability index, production vs training (unitless)")
+    ax.legend(fontsize=8, frameon=False, loc="lower right")
+    drifted = int((table["psi"] >= threshold).sum())
+    if drifted:
+        _title(fig, f"{drifted} of {len(table)} features drifted (PSI ≥ {threshold:g})")
+    else:
+        top = float(table["psi"].max()) if len(table) else 0.0
+        _title(fig, f"No feature drifted: largest PSI {top:.3f} < {threshold:g}")
+    return fig
+
+
+# -- robustness ----------------------------------------------------------------------------------
+def _not_applicable(summary: Mapping[str, Any]) -> Figure:
+    fig, ax = new_figure(6.4, 1.6)
+    ax.set_axis_off()
+    _title(fig, f"Robustness does not apply: {summary.get('reason', '')}")
+    return fig
+
+
+def robust_accuracy_curve(summary: Mapping[str, Any]) -> Figure:
+    """Accuracy against the L∞ budget ε: under attack, certified, under random noise."""
     if not summary["applies"]:
         return _not_applicable(summary)
     curve = summary["curve_epsilon"]
     eps = [c["epsilon"] for c in curve]
     at = summary["at_epsilon"]
-    fig, ax = _figure()
-    ax.plot(eps, [c["noise_accuracy"] for c in curve], color=GREY, ls="--", marker=".",
+    fig, ax = new_figure()
+    ax.plot(eps, [c["noise_accuracy"] for c in curve], color=GREY, marker=".",
             label="random noise of the same size")  # fmt: skip
     ax.plot(eps, [c["robust_accuracy"] for c in curve], color=ACCENT, marker="o",
-            label="under attack (found flips)")  # fmt: skip
-    ax.plot(eps, [c["certified_accuracy"] for c in curve], color=DARK, ls=":", marker=".",
-            label="certified (no flip exists)")  # fmt: skip
-    ax.axhline(at["clean_accuracy"], color=GREY, lw=0.8)
-    ax.axvline(at["epsilon"], color=GREY, lw=0.8)
+            label="under attack (flips found)")  # fmt: skip
+    ax.plot(eps, [c["certified_accuracy"] for c in curve], color=INK, linestyle=":",
+            marker=".", label="certified (no flip exists)")  # fmt: skip
+    rule(ax, at["epsilon"], f"budget ε {at['epsilon']:g}", axis="x")
     gate = summary.get("gate") or {}
     if gate.get("floor") is not None:
-        ax.axhline(gate["floor"], color=ACCENT, lw=0.8, ls="-.", label="robustness floor")
+        rule(ax, gate["floor"], f"robustness floor {gate['floor']:g}")
+    ax.axhline(at["clean_accuracy"], color=GREY, linewidth=0.8)
     ax.set_xlabel("L∞ budget ε (features scaled to [0, 1] by the training range)")
     ax.set_ylabel("accuracy on attacked test rows")
     ax.set_ylim(0, 1.02)
-    ax.legend(frameon=False, fontsize=8)
-    ax.set_title(
-        f"At ε {at['epsilon']}: accuracy {at['clean_accuracy']:.2f} clean, "
-        f"{at['robust_accuracy']:.2f} under attack, {at['noise_accuracy']:.2f} under noise",
-        fontsize=10,
+    ax.legend(fontsize=8, frameon=False)
+    _title(
+        fig,
+        f"At ε {at['epsilon']:g} accuracy falls from {at['clean_accuracy']:.2f} to "
+        f"{at['robust_accuracy']:.2f} under attack ({at['noise_accuracy']:.2f} under noise)",
     )
-    plt.close(fig)
     return fig
 
 
-def robust_accuracy_by_k(summary: dict[str, Any]) -> Figure:
-    """Accuracy against the L0 budget k (features changed)."""
+def robust_accuracy_by_k(summary: Mapping[str, Any]) -> Figure:
+    """Accuracy against the L0 budget k (features an attacker may change)."""
     if not summary["applies"]:
         return _not_applicable(summary)
     curve = summary["curve_k"]
     ks = [c["k"] for c in curve]
     values = [c["robust_accuracy"] for c in curve]
     k = summary["at_k"]["k"]
-    fig, ax = _figure()
-    colors = [ACCENT if c == k else GREY for c in ks]
-    ax.bar(ks, values, color=colors)
-    ax.axhline(summary["at_epsilon"]["clean_accuracy"], color=DARK, lw=0.8, label="clean")
+    clean = summary["at_epsilon"]["clean_accuracy"]
+    fig, ax = new_figure()
+    ax.bar(ks, values, color=colours([c == k for c in ks]))
+    rule(ax, clean, f"clean accuracy {clean:.2f}")
     ax.set_xlabel("features an attacker may change (k)")
     ax.set_ylabel("accuracy on attacked test rows")
     ax.set_ylim(0, 1.02)
     ax.set_xticks(ks)
-    ax.legend(frameon=False, fontsize=8)
-    ax.set_title(
-        f"Changing {k} feature(s) leaves accuracy {summary['at_k']['robust_accuracy']:.2f}"
-    )
-    plt.close(fig)
+    ax.legend(fontsize=8, frameon=False)
+    _title(fig, f"Changing {k} feature(s) leaves accuracy {summary['at_k']['robust_accuracy']:.2f}")
     return fig
 
 
-def minimal_perturbation(summary: dict[str, Any], linf: np.ndarray) -> Figure:
+def minimal_perturbation(summary: Mapping[str, Any], linf: np.ndarray) -> Figure:
     """The distribution of the smallest flip found per row, the budget drawn as a line."""
     if not summary["applies"]:
         return _not_applicable(summary)
     eps = summary["at_epsilon"]["epsilon"]
     found = np.asarray(linf)[np.isfinite(linf)]
-    fig, ax = _figure()
+    fig, ax = new_figure()
     if found.size:
-        bins = np.linspace(0, max(float(found.max()), eps) * 1.05, 30)
+        bins = [float(b) for b in np.linspace(0, max(float(found.max()), eps) * 1.05, 30)]
         ax.hist(found[found > eps], bins=bins, color=GREY, label="needs more than ε")
         ax.hist(found[found <= eps], bins=bins, color=ACCENT, label="flips within ε")
-    ax.axvline(eps, color=DARK, lw=0.8)
+    rule(ax, eps, f"budget ε {eps:g}", axis="x")
     ax.set_xlabel("smallest L∞ change found to flip the decision (scaled units)")
     ax.set_ylabel("test rows")
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(fontsize=8, frameon=False)
     median = summary["minimal_linf"]["median"]
-    shown = "none found" if median is None or not math.isfinite(median) else f"{median:.3g}"
-    ax.set_title(
-        f"Median smallest flip {shown}; {int((found <= eps).sum())} rows flip within ε {eps}"
-    )
-    plt.close(fig)
+    shown = "none found" if median is None else f"{median:.3g}"
+    _title(fig, f"{int((found <= eps).sum())} rows flip within ε {eps:g}; median smallest flip "
+                f"{shown}")  # fmt: skip
     return fig
 
 
-def attackable_features(summary: dict[str, Any], *, top: int = 10) -> Figure:
+def attackable_features(summary: Mapping[str, Any], *, top: int = 10) -> Figure:
     """Which features the smallest flips change most often."""
     if not summary["applies"]:
         return _not_applicable(summary)
-    rows = summary["features"][:top][::-1]
-    fig, ax = _figure()
+    rows = list(summary["features"])[:top][::-1]
     names = [r["feature"] for r in rows]
     values = [r["linf_share"] for r in rows]
-    colors = [ACCENT if v == max(values, default=0) and v > 0 else GREY for v in values]
-    ax.barh(names, values, color=colors)
+    fig, ax = new_figure()
+    peak = max(values, default=0)
+    ax.barh(names, values, color=colours([v == peak and v > 0 for v in values]))
     ax.set_xlabel("share of attacked rows whose smallest flip changes the feature")
     ax.set_xlim(0, 1)
     lead = rows[-1]["feature"] if rows else "none"
-    ax.set_title(f"'{lead}' is the most attackable feature")
-    plt.close(fig)
+    _title(fig, f"'{lead}' is the most attackable feature")
     return fig

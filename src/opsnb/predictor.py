@@ -1,9 +1,11 @@
 """The in-process predictor over a compiled bundle.
 
-A shared library is native code: loading it runs it. So :func:`load_bundle` checks every bundle
-file against ``manifest.json`` first, copies the library to a fresh private path, checks the copy
-again and only then loads it: ``dlopen`` of a path already loaded returns the old library, and a
-file overwritten while loaded crashes the process, so each load gets a path never used before.
+A shared library is native code: loading it runs it. So a model is built from a
+:class:`~opsnb.bundle.VerifiedBundle` (every bundle file checked against ``manifest.json`` once,
+see :func:`opsnb.bundle.verify_bundle`); the library is copied to a fresh private path, the copy
+is checked against the verified hash and only then loaded: ``dlopen`` of a path already loaded
+returns the old library, and a file overwritten while loaded crashes the process, so each load
+gets a path never used before.
 
 Predictions go straight into the library's batch entry point (``opsnb_predict``, see
 :mod:`opsnb.native`) with no per-call DMatrix; a large batch is split across ``threads`` threads
@@ -16,20 +18,22 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
-from opsnb.artifacts import read_json, sha256_file
+from opsnb.bundle import GOLDEN, LIBRARY, MANIFEST, VerifiedBundle, verify_bundle
 from opsnb.errors import ArtifactError, ConfigError, SchemaError
 from opsnb.native import NativeModel, private_copy
-from opsnb.parity import check_parity, parity_report, read_golden
-from opsnb.validation import feature_names, to_matrix
+from opsnb.parity import check_parity, golden_arrays, parity_report
+from opsnb.schema import Schema, to_matrix
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PART_BUDGET_S = 100e-6
 """A thread takes a part of a batch only if scoring that part costs at least this long: handing
@@ -45,67 +49,44 @@ def _timed(fn: Any, *args: Any) -> float:
     return time.perf_counter() - start
 
 
-def verify_bundle(bundle_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Return the bundle manifest after checking every listed file's SHA-256 (nothing is loaded)."""
-    bundle = Path(bundle_dir)
-    manifest_path = bundle / "manifest.json"
-    if not manifest_path.is_file():
-        raise ArtifactError(
-            f"{bundle} is not a bundle: manifest.json is missing", path="manifest.json"
-        )
-    manifest: dict[str, Any] = read_json(manifest_path)
-    for name in ("model.so", "schema.json"):
-        if name not in manifest.get("files", {}):
-            raise ArtifactError(
-                f"{manifest_path} lists no {name}; a bundle must seal it: rebuild the bundle",
-                path=name,
-            )
-    for name, expected in manifest["files"].items():
-        _check_file(bundle, name, expected)
-    return manifest
-
-
-def _check_file(bundle: Path, name: str, expected: str, *, path: Path | None = None) -> None:
-    target = path or bundle / name
-    if not target.is_file():
-        raise ArtifactError(f"bundle file {name} is missing from {bundle}", path=name)
-    actual = sha256_file(target)
-    if actual != expected:
-        raise ArtifactError(
-            f"bundle file {name} does not match manifest.json: sha256 {actual[:12]}… "
-            f"expected {expected[:12]}…; refusing to load it (rebuild the bundle)",
-            path=name,
-        )
-
-
 class CompiledModel:
     """A verified compiled model, callable with a DataFrame or a float32 array in schema order.
 
+    Args:
+        bundle: the verified bundle (see :func:`opsnb.bundle.verify_bundle`); its library is
+            loaded from a private copy checked against the verified hash.
+        threads: how many threads one large batch is split across.
+
     Attributes:
-        schema: the bundle's ``schema.json``.
+        bundle: the :class:`~opsnb.bundle.VerifiedBundle` the model was loaded from.
+        schema: the bundle's schema.
         version: the first 12 hex digits of the model file's SHA-256.
         n_features: the number of input columns.
         manifest: the bundle's ``manifest.json``.
         threads: how many threads one large batch is split across.
     """
 
-    def __init__(self, bundle_dir: str | os.PathLike[str], *, threads: int = 1) -> None:
+    def __init__(self, bundle: VerifiedBundle, *, threads: int = 1) -> None:
         if threads < 1:
             raise ConfigError(f"threads must be >= 1, got {threads}")
-        self.bundle_dir = Path(bundle_dir)
-        self.manifest = verify_bundle(self.bundle_dir)
-        self.schema: dict[str, Any] = read_json(self.bundle_dir / "schema.json")
-        self.version: str = self.manifest["model_sha256"][:12]
-        library = private_copy(self.bundle_dir / "model.so", prefix=f"opsnb-{self.version}-")
-        self._private = library.parent
-        try:  # the copy is what gets loaded: check it, not the original
-            _check_file(
-                self.bundle_dir, "model.so", self.manifest["files"]["model.so"], path=library
+        if not isinstance(bundle, VerifiedBundle):
+            raise ConfigError(
+                f"CompiledModel needs a VerifiedBundle, got {type(bundle).__name__}; "
+                "use load_bundle(path) or opsnb.bundle.verify_bundle(path) first"
             )
+        self.bundle = bundle
+        self.bundle_dir = bundle.path
+        self.manifest = bundle.manifest
+        self.schema: Schema = bundle.schema
+        self.version: str = bundle.version
+        library = private_copy(bundle.library, prefix=f"opsnb-{self.version}-")
+        self._private = library.parent
+        try:  # the copy is what gets loaded: check it, not the original (TOCTOU)
+            bundle.check_copy(LIBRARY, library)
         except ArtifactError:
             shutil.rmtree(self._private, ignore_errors=True)
             raise
-        self._native = NativeModel(library, feature_names=feature_names(self.schema))
+        self._native = NativeModel(library, feature_names=self.schema.feature_names)
         self.n_features = self._native.n_features
         self.threads = threads
         self._pool = ThreadPoolExecutor(threads - 1, "opsnb-predict") if threads > 1 else None
@@ -125,14 +106,15 @@ class CompiledModel:
         return f"CompiledModel(version={self.version!r}, threads={self.threads})"
 
     def _matrix(self, data: pd.DataFrame | np.ndarray) -> np.ndarray:
-        if isinstance(data, pd.DataFrame):
+        pandas = sys.modules.get("pandas")  # not loaded: data cannot be a DataFrame
+        if pandas is not None and isinstance(data, pandas.DataFrame):
             return to_matrix(data, self.schema)
         x = data if isinstance(data, np.ndarray) else np.asarray(data)
         if x.ndim != 2 or x.shape[1] != self.n_features:
             hint = " (one row? use x.reshape(1, -1))" if x.ndim == 1 else ""
             raise SchemaError(
                 f"expected an array of shape (rows, {self.n_features}) in schema order "
-                f"({', '.join(feature_names(self.schema))}), got shape {x.shape}{hint}"
+                f"({', '.join(self.schema.feature_names)}), got shape {x.shape}{hint}"
             )
         if x.dtype == np.float32 and x.flags.c_contiguous:
             return x
@@ -191,19 +173,21 @@ class CompiledModel:
         Returns:
             The parity report (worst row and its label, max absolute difference).
 
+        The rows come from the verified bundle (parsed from the bytes that were hashed), so
+        nothing is read or hashed again.
+
         Raises:
-            ArtifactError: ``golden.json`` is missing from the bundle or changed.
+            ArtifactError: the bundle has no ``golden.json``, or it is not a golden document.
             ParityError: an output differs beyond the recorded tolerance.
         """
-        expected_sha = self.manifest["files"].get("golden.json")
-        if expected_sha is None:
+        doc = self.bundle.golden
+        if doc is None:
             raise ArtifactError(
-                f"{self.bundle_dir}/manifest.json lists no golden.json; rebuild the bundle with "
+                f"{self.bundle_dir}/{MANIFEST} lists no {GOLDEN}; rebuild the bundle with "
                 "this opsnb to get one",
-                path="golden.json",
+                path=GOLDEN,
             )
-        _check_file(self.bundle_dir, "golden.json", expected_sha)
-        rows, expected, doc = read_golden(self.bundle_dir / "golden.json")
+        rows, expected = golden_arrays(doc, where=str(self.bundle_dir / GOLDEN))
         report = parity_report(
             expected,
             self.predict(rows),
@@ -221,15 +205,20 @@ class CompiledModel:
 
 
 def load_bundle(
-    bundle_dir: str | os.PathLike[str], *, threads: int = 1, self_check: bool = True
+    bundle: VerifiedBundle | str | os.PathLike[str],
+    *,
+    threads: int = 1,
+    self_check: bool = True,
 ) -> CompiledModel:
-    """Verify and load a bundle, then (by default) re-prove parity on its golden rows.
+    """Load a bundle (verified first when given a path), then re-prove parity on its golden rows.
 
     See :class:`CompiledModel`; ``threads`` splits large batches, ``self_check`` runs
-    :meth:`CompiledModel.self_check` when the bundle has ``golden.json``.
+    :meth:`CompiledModel.self_check` when the bundle has ``golden.json``. Pass the
+    :class:`~opsnb.bundle.VerifiedBundle` you already have, and its files are not hashed again.
     """
-    model = CompiledModel(bundle_dir, threads=threads)
-    if self_check and "golden.json" in model.manifest["files"]:
+    verified = bundle if isinstance(bundle, VerifiedBundle) else verify_bundle(bundle)
+    model = CompiledModel(verified, threads=threads)
+    if self_check and verified.golden is not None:
         try:
             model.self_check()
         except Exception:

@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from sklearn.model_selection import train_test_split
 
 from opsnb import config
 from opsnb.errors import ConfigError, DataError
+from opsnb.schema import Feature, Schema
 from opsnb.validation import REASONS, coerce, column_kind, infer_schema, is_id_like, violations
 
 QUARANTINE_REASON = "quarantine_reason"
@@ -42,7 +42,7 @@ class Prepared:
         inferred: True when the contract was inferred in this run (first run or refreeze).
     """
 
-    schema: dict[str, Any]
+    schema: Schema
     parts: dict[str, pd.DataFrame]
     quarantined: pd.DataFrame
     rows_in: int
@@ -74,7 +74,7 @@ class Prepared:
 
 
 def screen(
-    frame: pd.DataFrame, *, target: str, schema: dict[str, Any]
+    frame: pd.DataFrame, *, target: str, schema: Schema
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Coerce ``frame`` to the schema's types; return it and each row's reason and column.
 
@@ -89,7 +89,7 @@ def screen(
     wrong = mistyped.notna() & found["reason"].isna()
     found.loc[wrong, "reason"] = "wrong type"
     found.loc[wrong, "column"] = mistyped[wrong]
-    ids = set(schema.get("ids", ()))
+    ids = set(schema.ids)
     content = [c for c in frame.columns if c not in ids and not is_id_like(frame[c])]
     kept = found["reason"].isna()
     duplicated = coerced[kept].duplicated(subset=content, keep="first")
@@ -98,15 +98,18 @@ def screen(
 
 
 def provisional_schema(
-    frame: pd.DataFrame, *, target: str, timestamp: str | None
-) -> dict[str, Any]:
+    frame: pd.DataFrame, *, target: str, task: str, timestamp: str | None
+) -> Schema:
     """Column kinds before any contract exists (first run): enough to find type errors."""
-    columns = [c for c in frame.columns if c not in (target, timestamp)]
-    ids = [c for c in columns if is_id_like(frame[c])]
-    return {
-        "ids": ids,
-        "features": [{"name": c, "kind": column_kind(frame[c])} for c in columns if c not in ids],
-    }
+    columns = [str(c) for c in frame.columns if c not in (target, timestamp)]
+    ids = tuple(c for c in columns if is_id_like(frame[c]))
+    return Schema(
+        task=task,
+        target=target,
+        timestamp=timestamp,
+        ids=ids,
+        features=tuple(Feature(c, column_kind(frame[c])) for c in columns if c not in ids),
+    )
 
 
 def prepare(
@@ -117,13 +120,13 @@ def prepare(
     timestamp: str | None,
     fractions: dict[str, float],
     seed: int,
-    frozen: dict[str, Any] | None = None,
+    frozen: Schema | None = None,
     range_tolerance: float | None = None,
     unknown_categories: str = "reject",
     label_mapping: dict[str, int] | None = None,
 ) -> Prepared:
     """Quarantine, split and (on first run) infer the contract; see the module docstring."""
-    first = frozen or provisional_schema(raw, target=target, timestamp=timestamp)
+    first = frozen or provisional_schema(raw, target=target, task=task, timestamp=timestamp)
     coerced, found = screen(raw, target=target, schema=first)
     parts = split(
         coerced[found["reason"].isna()],
@@ -216,7 +219,7 @@ def balance(part: pd.DataFrame, *, target: str, task: str) -> dict[str, Any]:
 def profile(prepared: Prepared, *, timestamp: str | None = None) -> dict[str, Any]:
     """Rows, missing shares, class balance and time range per split, and the quarantine summary."""
     schema = prepared.schema
-    target, task = schema["target"], schema["task"]
+    target, task = schema.target, schema.task
     usable = pd.concat(prepared.parts.values(), ignore_index=True)
     splits = {}
     for name, part in prepared.parts.items():
@@ -235,45 +238,33 @@ def profile(prepared: Prepared, *, timestamp: str | None = None) -> dict[str, An
             "share": round(prepared.quarantined_share, 4),
             "by_reason": prepared.reason_counts(),
         },
-        "excluded": schema.get("excluded", {}),
+        "excluded": dict(schema.excluded),
         "contract": "inferred" if prepared.inferred else "frozen",
     }
 
 
-def plot_distributions(frame: pd.DataFrame, schema: dict[str, Any], *, limit: int = 16) -> Figure:
-    """One small panel per feature (the first ``limit``): histograms or category counts."""
-    features = schema["features"][:limit]
-    cols = 4
-    rows = max(1, -(-len(features) // cols))
-    figure = Figure(figsize=(3.2 * cols, 2.4 * rows), layout="constrained")
-    axes = figure.subplots(rows, cols, squeeze=False).ravel()
-    for ax, feature in zip(axes, features, strict=False):
-        column = frame[feature["name"]]
-        if feature["kind"] == "numeric":
-            ax.hist(pd.to_numeric(column, errors="coerce").dropna(), bins=30, color="tab:blue")
-        else:
-            counts = column.astype("string").value_counts().head(12)
-            ax.barh(counts.index.astype(str), counts.to_numpy(), color="tab:orange")
-            ax.tick_params(axis="y", labelsize=7)
-        missing = float(column.isna().mean())
-        ax.set_title(f"{feature['name']} ({missing:.1%} missing)", fontsize=9)
-    for ax in axes[len(features) :]:
-        ax.set_visible(False)
-    return figure
+def splits_table(profile_: dict[str, Any]) -> pd.DataFrame:
+    """Rows, target balance and time range per split, one row each, for a notebook."""
+    rows = []
+    for name, split in profile_["splits"].items():
+        row = {"split": name, **{k: v for k, v in split.items() if k != "time_range"}}
+        if "time_range" in split:
+            row["from"], row["to"] = (str(t)[:19] for t in split["time_range"])
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("split")
 
 
-def plot_balance(profile_: dict[str, Any], *, task: str) -> Figure:
-    """The target's balance per split: positive share (binary) or mean ± std (regression)."""
-    splits = profile_["splits"]
-    names = list(splits)
-    figure = Figure(figsize=(6, 2.6), layout="constrained")
-    ax = figure.subplots()
-    if task == "binary":
-        ax.bar(names, [splits[n]["positive_share"] for n in names], color="tab:green")
-        ax.set_ylabel("positive share")
-    else:
-        means = [splits[n]["target_mean"] for n in names]
-        ax.bar(names, means, yerr=[splits[n]["target_std"] for n in names], color="tab:green")
-        ax.set_ylabel("target mean ± std")
-    ax.set_title("target balance per split", fontsize=10)
-    return figure
+def verdict(
+    profile_: dict[str, Any], *, max_quarantine_share: float, features: int
+) -> dict[str, Any]:
+    """The prepare stage's verdict: quarantine against its limit, the contract, the splits."""
+    quarantine = profile_["quarantine"]
+    passed = quarantine["share"] <= max_quarantine_share
+    sizes = "/".join(f"{s['rows']:,}" for s in profile_["splits"].values())
+    text = (
+        f"{'PASS' if passed else 'FAIL'}: {quarantine['rows']:,} of {profile_['rows_in']:,} rows "
+        f"quarantined ({quarantine['share']:.1%} {'<=' if passed else '>'} max "
+        f"{max_quarantine_share:.0%}); {features} features in the {profile_['contract']} "
+        f"contract; splits {'/'.join(profile_['splits'])} = {sizes} rows"
+    )
+    return {"text": text, "passed": passed}

@@ -15,6 +15,7 @@ from typing import Any
 from opsnb.errors import ConfigError
 
 AUTO = "auto"
+"""A parameter value meaning "decide from the data" (target, task, metric, timestamp)."""
 TASKS = ("binary", "regression")
 METRICS = {"binary": ("auc", "logloss", "accuracy"), "regression": ("rmse", "mae", "r2")}
 DEFAULT_METRIC = {"binary": "auc", "regression": "r2"}
@@ -111,21 +112,48 @@ class Problem:
         """Rebuild a problem from :meth:`to_dict` output."""
         return cls(**data)
 
+    def _success(self) -> str:
+        """The quality criterion in words, before or after the metric is resolved."""
+        if self.metric != AUTO:
+            floor = self.quality_floor if self.quality_floor is not None else "its default floor"
+            side = ">=" if self.higher_is_better else "<="
+            return f"{self.metric} {side} {floor}"
+        if self.quality_floor is not None:
+            return f"the task's metric (auc or r2) >= {self.quality_floor}"
+        return "auc >= 0.75 (binary) or r2 >= 0.3 (regression)"
+
     def describe(self) -> str:
         """One sentence stating the problem and its success criteria."""
-        floor = "its default floor" if self.quality_floor is None else self.quality_floor
+        target = "the data set's own label" if self.target == AUTO else f"'{self.target}'"
+        task = "task read from the labels" if self.task == AUTO else self.task
         return (
-            f"Predict '{self.target}' ({self.task}); success means {self.metric} "
-            f"{'>=' if self.higher_is_better else '<='} {floor} on the test split, p99 latency "
-            f"<= {self.p99_latency_ms} ms and <= ${self.cost_per_million_usd} per million "
-            "predictions"
+            f"Predict {target} ({task}); success means {self._success()} on the test split, "
+            f"p99 latency <= {self.p99_latency_ms:g} ms and <= ${self.cost_per_million_usd:g} "
+            "per million predictions"
             + (
-                f"; robust accuracy >= {self.robustness_floor} at L∞ epsilon "
-                f"{self.robustness_epsilon}."
+                f"; robust accuracy >= {self.robustness_floor:g} at L∞ epsilon "
+                f"{self.robustness_epsilon:g}."
                 if self.robustness_floor is not None
                 else "."
             )
         )
+
+    def criteria(self) -> list[dict[str, str]]:
+        """The success criteria as rows (criterion, requirement, judged by) for a small table."""
+        return [
+            {"criterion": "quality", "requirement": f"{self._success()} on the test split",
+             "judged by": "train"},
+            {"criterion": "latency", "requirement": f"p99 <= {self.p99_latency_ms:g} ms per call",
+             "judged by": "operationalize"},
+            {"criterion": "cost",
+             "requirement": f"<= ${self.cost_per_million_usd:g} per million predictions",
+             "judged by": "monitor"},
+            {"criterion": "robustness",
+             "requirement": "off (reported, not gated)" if self.robustness_floor is None else
+             f"robust accuracy >= {self.robustness_floor:g} at L∞ epsilon "
+             f"{self.robustness_epsilon:g}",
+             "judged by": "robustness"},
+        ]  # fmt: skip
 
     @property
     def higher_is_better(self) -> bool:

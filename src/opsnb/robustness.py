@@ -28,6 +28,7 @@ import xgboost as xgb
 from opsnb import attack, compiler, forest, milp, training
 from opsnb.errors import ConfigError, ParityError, StageError
 from opsnb.native import NativeModel, private_copy
+from opsnb.schema import Schema
 
 DEFAULT_EPSILON = 0.05
 EPSILON_GRID = (0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3)
@@ -65,7 +66,7 @@ class ThreatModel:
 
 
 def threat_model(
-    schema: dict[str, Any],
+    schema: Schema,
     *,
     epsilon: float = DEFAULT_EPSILON,
     k: int = 1,
@@ -83,7 +84,7 @@ def threat_model(
             f"k {k!r} is not an integer >= 1; it is the L0 budget (features an attacker may "
             "change): pass e.g. -p k 1"
         )
-    names = [f["name"] for f in schema["features"]]
+    names = schema.feature_names
     listed = [s.strip() for s in immutable.split(",")] if isinstance(immutable, str) else immutable
     listed = [name for name in listed if name]
     unknown = [name for name in listed if name not in names]
@@ -92,29 +93,29 @@ def threat_model(
             f"immutable names {unknown} that are not features of schema.json; expected a "
             f"comma-separated subset of: {', '.join(names)}"
         )
-    if schema["task"] == "binary" and threshold is not None:
+    if schema.task == "binary" and threshold is not None:
         raise ConfigError(
             f"threshold {threshold!r} is for regression models; a binary model's decision is "
             "its probability >= 0.5: drop -p threshold"
         )
     value = None if threshold is None else float(threshold)
-    return ThreatModel(float(epsilon), int(k), tuple(listed), value, schema["task"])
+    return ThreatModel(float(epsilon), int(k), tuple(listed), value, schema.task)
 
 
 def build(
-    booster: xgb.Booster, schema: dict[str, Any], train_x: np.ndarray, threat: ThreatModel
+    booster: xgb.Booster, schema: Schema, train_x: np.ndarray, threat: ThreatModel
 ) -> attack.Space:
     """The attack space: the booster's trees (decision at 0), scaled by the training split."""
     trees = forest.from_booster(booster)
     if threat.threshold is not None:  # regression: attack the sign of prediction - threshold
         trees = dataclasses.replace(trees, base_margin=trees.base_margin - threat.threshold)
-    features = schema["features"]
-    names = [f["name"] for f in features]
+    features = schema.features
+    names = [f.name for f in features]
     return attack.build_space(
         trees,
         train_x,
-        categorical=[f["kind"] == "categorical" for f in features],
-        n_categories=[len(f.get("categories", [])) for f in features],
+        categorical=[f.is_categorical for f in features],
+        n_categories=[len(f.categories) for f in features],
         immutable={names.index(n) for n in threat.immutable},
     )
 
@@ -230,7 +231,7 @@ def analyse(
 
 def library_for(
     model_path: str | os.PathLike[str],
-    schema: dict[str, Any],
+    schema: Schema,
     *,
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> NativeModel:
@@ -239,7 +240,7 @@ def library_for(
     It comes from the compile cache: built once here, reused by the operationalize stage.
     """
     built = compiler.compile_cached(model_path, cache_dir=cache_dir)
-    names = [f["name"] for f in schema["features"]]
+    names = schema.feature_names
     return NativeModel(private_copy(built.folder / "model.so"), feature_names=names)
 
 
@@ -247,7 +248,7 @@ def replay(
     analysis: Analysis,
     booster: xgb.Booster,
     library: NativeModel,
-    schema: dict[str, Any],
+    schema: Schema,
     threat: ThreatModel,
 ) -> dict[str, Any]:
     """Score every example with XGBoost and the compiled library; each must flip in both.
@@ -286,10 +287,10 @@ def replay(
     return out
 
 
-def predict_xgb(booster: xgb.Booster, x: np.ndarray, schema: dict[str, Any]) -> np.ndarray:
+def predict_xgb(booster: xgb.Booster, x: np.ndarray, schema: Schema) -> np.ndarray:
     """XGBoost's predictions for rows ``x`` in schema order (categorical features as codes)."""
-    names = [f["name"] for f in schema["features"]]
-    kinds = ["c" if f["kind"] == "categorical" else "q" for f in schema["features"]]
+    names = schema.feature_names
+    kinds = schema.feature_types
     return np.asarray(booster.predict(training.make_dmatrix(x, None, names, kinds)), np.float64)
 
 
@@ -309,24 +310,30 @@ def gate(analysis: Analysis, problem: dict[str, Any]) -> dict[str, Any]:
     return verdict
 
 
-def enforce(verdict: dict[str, Any]) -> str:
-    """Raise with the evidence when the robustness floor is not met; else say it is."""
-    if verdict["robust_accuracy"] is None:
-        return "robustness gate does not apply: no decision was attacked"
-    if verdict["floor"] is None:
-        return (
-            f"robustness floor off: robust accuracy {verdict['robust_accuracy']:.3f} at "
-            f"epsilon {verdict['epsilon']} (set one with -p robustness_floor in the problem stage)"
-        )
-    sentence = (
-        f"robust accuracy {verdict['robust_accuracy']:.3f} at epsilon {verdict['epsilon']} "
-        f"against floor {verdict['floor']}"
-    )
-    if not verdict["passed"]:
-        rows = ", ".join(f"row {e['row']} at {e['linf']}" for e in verdict["evidence"])
+def verdict(gate: dict[str, Any]) -> dict[str, Any]:
+    """The stage's one-line verdict (``text``, ``passed``) from :func:`gate`'s result."""
+    if gate["robust_accuracy"] is None:
+        return {"text": "robustness gate does not apply: no decision was attacked", "passed": None}
+    sentence = f"robust accuracy {gate['robust_accuracy']:.3f} at epsilon {gate['epsilon']:g}"
+    if gate["floor"] is None:
+        return {
+            "text": f"{sentence}; no robustness floor (-p robustness_floor sets one)",
+            "passed": None,
+        }
+    sentence += f" against floor {gate['floor']:g}"
+    if gate["passed"]:
+        return {"text": "PASS: " + sentence, "passed": True}
+    rows = ", ".join(f"row {e['row']} at {e['linf']}" for e in gate["evidence"])
+    return {"text": f"FAIL: {sentence}; the closest flips: {rows}", "passed": False}
+
+
+def enforce(gate: dict[str, Any]) -> str:
+    """Raise with the evidence when the robustness floor is not met; else return the verdict."""
+    said = verdict(gate)
+    if said["passed"] is False:
         raise StageError(
-            f"FAIL: {sentence}; the closest flips: {rows} (reports/adversarial.parquet holds "
-            "every example): retrain with -p adversarial_training true or lower the floor",
+            f"{said['text']} (reports/adversarial.parquet holds every example): retrain with "
+            "-p adversarial_training true or lower the floor",
             stage="robustness",
         )
-    return "PASS: " + sentence
+    return str(said["text"])

@@ -18,25 +18,24 @@ import xgboost as xgb
 
 from opsnb import attack
 from opsnb.robustness import K_GRID, Analysis, ThreatModel, mean, predict_xgb, rounded
+from opsnb.schema import Schema
 
 
-def examples_frame(
-    analysis: Analysis, booster: xgb.Booster, schema: dict[str, Any]
-) -> pd.DataFrame:
+def examples_frame(analysis: Analysis, booster: xgb.Booster, schema: Schema) -> pd.DataFrame:
     """``reports/adversarial.parquet``: one row per attacked test row, original and ``adv_``."""
-    features = schema["features"]
+    features = schema.features
     out: dict[str, Any] = {"row": analysis.rows}
     for prefix, matrix in (("", analysis.x), ("adv_", analysis.linf_point)):
         for j, f in enumerate(features):
             column = matrix[:, j]
-            if f["kind"] == "categorical":
-                cats = np.asarray(f["categories"], dtype=object)
+            if f.is_categorical:
+                cats = np.asarray(list(f.categories), dtype=object)
                 ok = ~np.isnan(column)
                 decoded = np.full(column.size, None, dtype=object)
                 decoded[ok] = cats[column[ok].astype(np.int64)]
-                out[prefix + f["name"]] = decoded
+                out[prefix + f.name] = decoded
             else:
-                out[prefix + f["name"]] = column.astype(np.float64)
+                out[prefix + f.name] = column.astype(np.float64)
     out["label"] = analysis.label
     out["prediction"] = predict_xgb(booster, analysis.x, schema)
     out["adv_prediction"] = predict_xgb(booster, analysis.linf_point, schema)
@@ -54,7 +53,7 @@ def examples_frame(
 def report(
     analysis: Analysis,
     threat: ThreatModel,
-    schema: dict[str, Any],
+    schema: Schema,
     *,
     replayed: dict[str, Any],
     gate: dict[str, Any],
@@ -69,7 +68,7 @@ def report(
                 "a regression model has no decision to flip; pass -p decision_threshold <value> "
                 "to attack 'prediction >= value'"
             ),
-            "task": schema["task"],
+            "task": schema.task,
             "threat_model": dataclasses.asdict(threat),
             "rows_attacked": 0,
             "replay": replayed,
@@ -77,12 +76,12 @@ def report(
             "adversarial_training": training,
         }
     flipped = analysis.linf[analysis.linf < math.inf]
-    names = [f["name"] for f in schema["features"]]
+    names = schema.feature_names
     moved_linf = analysis.linf_point != analysis.x
     moved_l0 = (analysis.l0_point != analysis.x) & ~(
         np.isnan(analysis.l0_point) & np.isnan(analysis.x)
     )
-    features = [
+    features: list[dict[str, Any]] = [
         {
             "feature": name,
             "linf_share": round(float(moved_linf[:, j].mean()), 4),
@@ -95,7 +94,7 @@ def report(
     fast_s = (analysis.seconds["linf_attack"] + analysis.seconds["certificate"]) / n
     return {
         "applies": True,
-        "task": schema["task"],
+        "task": schema.task,
         "threat_model": {
             **dataclasses.asdict(threat),
             "scale": "features scaled to [0, 1] by the training split's min and max",
@@ -174,11 +173,11 @@ def exact_summary(analysis: Analysis) -> dict[str, Any]:
     return out
 
 
-def headline(analysis: Analysis, threat: ThreatModel, schema: dict[str, Any]) -> str:
+def headline(analysis: Analysis, threat: ThreatModel, schema: Schema) -> str:
     """One sentence: what the attack found at the budget, against noise of the same size."""
     if not threat.applies:
         return (
-            f"does not apply: a {schema['task']} model has no decision to flip "
+            f"does not apply: a {schema.task} model has no decision to flip "
             "(pass -p decision_threshold to attack prediction >= threshold)"
         )
     eps, n = threat.epsilon, analysis.rows.size
@@ -214,7 +213,7 @@ def exact_table(summary: dict[str, Any]) -> pd.DataFrame:
 
 
 def example_table(
-    analysis: Analysis, booster: xgb.Booster, schema: dict[str, Any], *, rank: int = 0
+    analysis: Analysis, booster: xgb.Booster, schema: Schema, *, rank: int = 0
 ) -> pd.DataFrame:
     """The ``rank``-th closest L∞ example: changed features and predictions, before and after."""
     order = np.argsort(analysis.linf, kind="stable")
@@ -222,7 +221,7 @@ def example_table(
         return pd.DataFrame([{"example": f"none found at rank {rank}"}])
     i = int(order[rank])
     frame = examples_frame(analysis, booster, schema).iloc[i]
-    names = [f["name"] for f in schema["features"]]
+    names = schema.feature_names
     changed = [n for j, n in enumerate(names) if analysis.linf_point[i, j] != analysis.x[i, j]]
     table = pd.DataFrame(
         {

@@ -2,6 +2,7 @@
 
 ``STAGES`` is the single source of the pipeline's order and contracts: the runner
 (:mod:`opsnb.pipeline`), the notebooks (through :mod:`opsnb.notebook`) and the tests all read it.
+Every stage also produces ``story/<stage>.json`` (its verdict and kept evidence, for the report).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from opsnb.errors import StageError
+from opsnb.story import story_relpath
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,13 @@ class Stage:
     summary: str
     outside: tuple[str, ...] = ()
     """Inputs read from outside the run folder, by name (the runner fingerprints them too)."""
+
+    def __post_init__(self) -> None:
+        # Every stage tells its story (figures, tables, verdict) for the report: a declared,
+        # sealed output like any other, so reuse copies it and a later change is detected.
+        story = story_relpath(self.name)
+        if story not in self.produces:
+            object.__setattr__(self, "produces", (*self.produces, story))
 
 
 SPLITS = ("train", "valid", "test", "trusted")
@@ -95,7 +104,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "operationalize",
         "06_operationalize.ipynb",
-        ("schema.json", "model/model.ubj", "data/test.parquet"),
+        ("problem.json", "schema.json", "model/model.ubj", "data/test.parquet"),
         (
             "bundle/model.so",
             "bundle/model.h",
@@ -105,6 +114,7 @@ STAGES: tuple[Stage, ...] = (
             "bundle/manifest.json",
             "reports/parity.json",
             "reports/speed.json",
+            "reports/latency.json",
         ),
         "compile to a shared library, prove parity, measure speed",
     ),

@@ -11,7 +11,7 @@ import pandas as pd
 import xgboost as xgb
 
 from opsnb.artifacts import atomic_path
-from opsnb.validation import feature_names, feature_types, target_vector, to_matrix
+from opsnb.schema import Schema, target_vector, to_matrix
 
 OBJECTIVES = {"binary": "binary:logistic", "regression": "reg:squarederror"}
 EVAL_METRICS = {"binary": "logloss", "regression": "rmse"}
@@ -31,12 +31,10 @@ def make_dmatrix(
     )
 
 
-def frame_to_dmatrix(
-    frame: pd.DataFrame, schema: dict[str, Any], *, labelled: bool = True
-) -> xgb.DMatrix:
+def frame_to_dmatrix(frame: pd.DataFrame, schema: Schema, *, labelled: bool = True) -> xgb.DMatrix:
     """Build the DMatrix of ``frame`` as the schema encodes it (with labels when ``labelled``)."""
     y = target_vector(frame, schema) if labelled else None
-    return make_dmatrix(to_matrix(frame, schema), y, feature_names(schema), feature_types(schema))
+    return make_dmatrix(to_matrix(frame, schema), y, schema.feature_names, schema.feature_types)
 
 
 def grid(**choices: list[Any]) -> list[dict[str, Any]]:
@@ -69,7 +67,11 @@ def choose_hyperparameters(
     max_rounds: int = 400,
     early_stopping_rounds: int = 30,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Cross-validate each candidate of ``grid``; return the best and the score of every one."""
+    """Cross-validate each candidate of ``grid``; return the best and the score of every one.
+
+    Each score holds the candidate, its final ``cv_<metric>``, its ``rounds`` and its
+    ``cv_curve`` (the held-out folds' mean per round, for the design stage's plot).
+    """
     scores = []
     metric = EVAL_METRICS[task]
     for candidate in grid:
@@ -83,8 +85,15 @@ def choose_hyperparameters(
             early_stopping_rounds=early_stopping_rounds,
             stratified=task == "binary",
         )
-        best = float(np.asarray(history[f"test-{metric}-mean"])[-1])
-        scores.append({**candidate, "cv_" + metric: round(best, 5), "rounds": len(history)})
+        curve = np.asarray(history[f"test-{metric}-mean"], dtype=float)
+        scores.append(
+            {
+                **candidate,
+                "cv_" + metric: round(float(curve[-1]), 5),
+                "rounds": len(history),
+                "cv_curve": [round(float(v), 5) for v in curve],
+            }
+        )
     winner = min(scores, key=lambda s: s["cv_" + metric])
     chosen = {k: v for k, v in winner.items() if k in grid[0]}
     chosen["n_estimators"] = winner["rounds"]
@@ -128,6 +137,28 @@ def load_model(path: str | os.PathLike[str]) -> xgb.Booster:
     return booster
 
 
-def predict(booster: xgb.Booster, frame: pd.DataFrame, schema: dict[str, Any]) -> np.ndarray:
+def predict(booster: xgb.Booster, frame: pd.DataFrame, schema: Schema) -> np.ndarray:
     """XGBoost's own predictions for ``frame``: the reference the compiled model must match."""
     return np.asarray(booster.predict(frame_to_dmatrix(frame, schema, labelled=False)))
+
+
+def design_verdict(
+    chosen: dict[str, Any], scores: list[dict[str, Any]], baseline: dict[str, float], task: str
+) -> dict[str, Any]:
+    """The design stage's verdict: the chosen candidate, its CV loss, and the baseline it beats."""
+    metric = EVAL_METRICS[task]
+    winner = min(scores, key=lambda s: s["cv_" + metric])
+    named = ", ".join(f"{k}={v}" for k, v in chosen.items() if k != "n_estimators")
+    reference = baseline.get(metric)
+    versus = ""
+    passed = None
+    if reference is not None:
+        passed = winner["cv_" + metric] < reference
+        gain = (reference - winner["cv_" + metric]) / reference if reference else 0.0
+        versus = f" vs baseline {reference:.3f} ({gain:.0%} better)" if passed else (
+            f", no better than the baseline {reference:.3f}")  # fmt: skip
+    text = (
+        f"Chose {named} with {chosen['n_estimators']} trees of {len(scores)} candidates: "
+        f"CV {metric} {winner['cv_' + metric]:.3f}{versus}"
+    )
+    return {"text": text, "passed": passed}

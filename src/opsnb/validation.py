@@ -1,23 +1,20 @@
-"""The frozen schema contract: inferred once from the training split, enforced everywhere after.
+"""Inferring the schema contract from the training split, and checking rows against it.
 
-``schema.json`` lists the model's features in input order, each numeric (with the observed range
-``min``/``max`` and the accepted range ``lower``/``upper``, widened by ``range_tolerance`` of the
-span) or categorical (with its categories, whose position is the integer code the model is
-trained on and the compiled library receives). In :func:`to_matrix` a category not in the list,
-or a missing value, becomes NaN: the trees send it down their learned default branch. Whether
-such a row is accepted at all is the contract's ``unknown_categories`` (``reject`` or ``allow``).
+:func:`infer_schema` turns the training split into a :class:`~opsnb.schema.Schema`: each feature
+numeric (with the observed range ``min``/``max`` and the accepted range ``lower``/``upper``,
+widened by ``range_tolerance`` of the span) or categorical (with its categories). Whether a row
+with an unseen category is accepted at all is the contract's ``unknown_categories`` (``reject``
+or ``allow``). Columns that must not be features are recorded with why in ``excluded``:
+identifiers, constant columns, and columns that (nearly) copy the target.
 
 The contract is checked with pandera (:func:`pandera_schema`); :func:`violations` names the one
-reason each bad row is refused for. Columns that must not be features are recorded with why in
-``excluded``: identifiers, constant columns, and columns that (nearly) copy the target.
-The first run of a data set freezes its contract (:func:`freeze`); later runs load it
-(:func:`load_frozen`) and never re-infer it unless asked to.
+reason each bad row is refused for. The typed schema itself, encoding rows for the model and
+the frozen contract live in :mod:`opsnb.schema`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -26,14 +23,20 @@ from pandera.errors import SchemaErrors
 from sklearn.metrics import roc_auc_score
 
 from opsnb import config
-from opsnb.artifacts import read_json, write_json
 from opsnb.errors import ConfigError, SchemaError
+from opsnb.schema import (
+    CATEGORICAL,
+    FLOAT32_MAX,
+    NUMERIC,
+    SCHEMA_VERSION,
+    UNKNOWN_POLICIES,
+    Feature,
+    Kind,
+    Schema,
+)
 
-SCHEMA_VERSION = 1
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 NUMERIC_SHARE = 0.9
 """A column whose present values parse as numbers at least this often is numeric."""
-UNKNOWN_POLICIES = ("reject", "allow")
 REASONS = (
     "label missing",
     "wrong type",
@@ -58,13 +61,13 @@ def _numeric_share(series: pd.Series) -> float:
     return float(pd.to_numeric(present, errors="coerce").notna().mean())
 
 
-def column_kind(series: pd.Series) -> str:
+def column_kind(series: pd.Series) -> Kind:
     """``"numeric"`` or ``"categorical"``: text that is mostly numbers is numeric (with typos)."""
     if isinstance(series.dtype, pd.CategoricalDtype) or series.dtype.kind == "b":
-        return "categorical"
+        return CATEGORICAL
     if _is_text(series):
-        return "numeric" if _numeric_share(series) >= NUMERIC_SHARE else "categorical"
-    return "numeric"
+        return NUMERIC if _numeric_share(series) >= NUMERIC_SHARE else CATEGORICAL
+    return NUMERIC
 
 
 def is_id_like(series: pd.Series) -> bool:
@@ -79,7 +82,12 @@ def is_id_like(series: pd.Series) -> bool:
 
 
 def leakage(
-    frame: pd.DataFrame, *, target: str, task: str, kinds: dict[str, str], threshold: float = 0.99
+    frame: pd.DataFrame,
+    *,
+    target: str,
+    task: str,
+    kinds: Mapping[str, str],
+    threshold: float = 0.99,
 ) -> dict[str, str]:
     """Columns that nearly copy the target, each with the evidence.
 
@@ -95,7 +103,7 @@ def leakage(
         if ok.sum() < 10:
             continue
         x, yy = frame.loc[ok, name], y[ok]
-        if kind == "numeric":
+        if kind == NUMERIC:
             x = pd.to_numeric(x, errors="coerce")
             if task == "binary":
                 if yy.nunique() < 2:
@@ -130,7 +138,7 @@ def infer_schema(
     unknown_categories: str = "reject",
     label_mapping: dict[str, int] | None = None,
     leakage_threshold: float = 0.99,
-) -> dict[str, Any]:
+) -> Schema:
     """Infer the contract from ``frame`` (the training split): features, kinds, ranges, categories.
 
     The target, the timestamp, ID-like, constant and target-leaking columns are recorded but are
@@ -166,89 +174,62 @@ def infer_schema(
             f"no usable feature column: every column is the target, the timestamp or excluded "
             f"({'; '.join(f'{k}: {v}' for k, v in excluded.items()) or 'no other columns'})"
         )
-    return {
-        "version": SCHEMA_VERSION,
-        "task": task,
-        "target": target,
-        "timestamp": timestamp,
-        "ids": ids,
-        "features": features,
-        "excluded": excluded,
-        "range_tolerance": range_tolerance,
-        "unknown_categories": unknown_categories,
-        "label_mapping": label_mapping,
-    }
+    return Schema(
+        version=SCHEMA_VERSION,
+        task=task,
+        target=target,
+        timestamp=timestamp,
+        ids=tuple(ids),
+        features=tuple(features),
+        excluded=excluded,
+        range_tolerance=range_tolerance,
+        unknown_categories=unknown_categories,
+        label_mapping=label_mapping,
+    )
 
 
-def _feature(column: pd.Series, kind: str, tolerance: float) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "name": str(column.name),
-        "kind": kind,
-        "nullable": bool(column.isna().any()),
-        "dtype": str(column.dtype),
-    }
-    if kind == "categorical":
+def _feature(column: pd.Series, kind: Kind, tolerance: float) -> Feature:
+    name, nullable, dtype = str(column.name), bool(column.isna().any()), str(column.dtype)
+    if kind == CATEGORICAL:
         categories = (
             list(column.cat.categories)
             if isinstance(column.dtype, pd.CategoricalDtype)
             else sorted(column.dropna().astype(str).unique())
         )
-        entry["categories"] = [str(v) for v in categories]
-        return entry
+        return Feature(name, kind, nullable, dtype, categories=tuple(str(v) for v in categories))
     numbers = pd.to_numeric(column, errors="coerce")
     low, high = float(numbers.min()), float(numbers.max())
     margin = tolerance * (high - low)
-    entry.update(
+    return Feature(
+        name,
+        kind,
+        nullable,
+        dtype,
         min=low,
         max=high,
         lower=max(low - margin, -FLOAT32_MAX),
         upper=min(high + margin, FLOAT32_MAX),
     )
-    return entry
 
 
-# -- the frozen contract -----------------------------------------------------------------------
-def freeze(schema: dict[str, Any], path: Path) -> Path:
-    """Write ``schema`` as the frozen contract at ``path`` (atomically)."""
-    return write_json(path, schema)
-
-
-def load_frozen(path: Path, *, target: str, task: str) -> dict[str, Any] | None:
-    """Return the frozen contract at ``path`` (``None`` if there is none yet), checked to fit.
-
-    Raises:
-        SchemaError: the frozen contract is for another target or task.
-    """
-    if not path.is_file():
-        return None
-    schema: dict[str, Any] = read_json(path)
-    for name, value in (("target", target), ("task", task)):
-        if schema.get(name) != value:
-            raise SchemaError(
-                f"the frozen contract {path} is for {name} {schema.get(name)!r}, this run has "
-                f"{value!r}; pass -p refreeze_schema true to replace it on purpose",
-                column=target,
-            )
-    return schema
-
-
-def pandera_schema(schema: dict[str, Any]) -> pa.DataFrameSchema:
+# -- checking rows ------------------------------------------------------------------------
+def pandera_schema(schema: Schema) -> pa.DataFrameSchema:
     """The contract's row checks as a pandera schema (features only; types are coerced first)."""
     columns: dict[str, pa.Column] = {}
-    reject_unknown = schema.get("unknown_categories", "allow") == "reject"
-    for f in schema["features"]:
+    reject_unknown = schema.unknown_categories == "reject"
+    for f in schema.features:
         checks = []
-        if f["kind"] == "numeric":
-            lower = f.get("lower", f["min"])
-            upper = f.get("upper", f["max"])
-            checks.append(pa.Check.in_range(lower, upper))
+        if not f.is_categorical:
+            lower, upper = f.accepted_range
+            if lower is not None and upper is not None:
+                checks.append(pa.Check.in_range(lower, upper))
         elif reject_unknown:
-            checks.append(pa.Check.isin(f["categories"]))
-        columns[f["name"]] = pa.Column(checks=checks, nullable=f["nullable"])
+            checks.append(pa.Check.isin(list(f.categories)))
+        columns[f.name] = pa.Column(checks=checks, nullable=f.nullable)
     return pa.DataFrameSchema(columns, strict=False, coerce=False)
 
 
-def coerce(frame: pd.DataFrame, schema: dict[str, Any]) -> tuple[pd.DataFrame, pd.Series]:
+def coerce(frame: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, pd.Series]:
     """Return ``frame`` with numeric features as float64, and each row's first mistyped column.
 
     A value that is present but does not parse as a number in a numeric feature is a type
@@ -257,21 +238,21 @@ def coerce(frame: pd.DataFrame, schema: dict[str, Any]) -> tuple[pd.DataFrame, p
     Raises:
         SchemaError: a feature column is missing altogether.
     """
-    _require_features(frame, schema)
+    schema.require_columns(frame)
     out = frame.copy()
     mistyped = pd.Series(pd.NA, index=frame.index, dtype="object")
-    for f in schema["features"]:
-        if f["kind"] != "numeric":
+    for f in schema.features:
+        if f.is_categorical:
             continue
-        column = frame[f["name"]]
+        column = frame[f.name]
         numbers = pd.to_numeric(column, errors="coerce").astype(np.float64)
         bad = column.notna() & numbers.isna()
-        mistyped[bad & mistyped.isna()] = f["name"]
-        out[f["name"]] = numbers
+        mistyped[bad & mistyped.isna()] = f.name
+        out[f.name] = numbers
     return out, mistyped
 
 
-def violations(frame: pd.DataFrame, schema: dict[str, Any]) -> pd.DataFrame:
+def violations(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     """Each row that breaks the contract, with one reason and the column: index-aligned.
 
     Returns a frame with columns ``reason`` and ``column`` (NA for conforming rows). Reasons are
@@ -281,7 +262,7 @@ def violations(frame: pd.DataFrame, schema: dict[str, Any]) -> pd.DataFrame:
     coerced, mistyped = coerce(frame, schema)
     found = pd.DataFrame({"reason": pd.NA, "column": mistyped}, index=frame.index, dtype="object")
     found.loc[mistyped.notna(), "reason"] = "wrong type"
-    checked = coerced[[f["name"] for f in schema["features"]]].reset_index(drop=True)
+    checked = coerced[schema.feature_names].reset_index(drop=True)
     try:
         pandera_schema(schema).validate(checked, lazy=True)
     except SchemaErrors as exc:
@@ -296,87 +277,3 @@ def violations(frame: pd.DataFrame, schema: dict[str, Any]) -> pd.DataFrame:
         found.loc[rows[free], "reason"] = first["reason"].to_numpy()[free]
         found.loc[rows[free], "column"] = first["column"].to_numpy()[free]
     return found
-
-
-def _require_features(frame: pd.DataFrame, schema: dict[str, Any]) -> None:
-    missing = [n for n in feature_names(schema) if n not in frame.columns]
-    if missing:
-        raise SchemaError(
-            f"input lacks feature column(s) {', '.join(map(repr, missing))} "
-            "required by schema.json",
-            column=missing[0],
-        )
-
-
-# -- encoding for the model --------------------------------------------------------------------
-def feature_names(schema: dict[str, Any]) -> list[str]:
-    """The model's input columns, in order."""
-    return [f["name"] for f in schema["features"]]
-
-
-def feature_types(schema: dict[str, Any]) -> list[str]:
-    """XGBoost feature types in input order: ``"q"`` numeric, ``"c"`` categorical."""
-    return ["c" if f["kind"] == "categorical" else "q" for f in schema["features"]]
-
-
-def to_matrix(frame: pd.DataFrame, schema: dict[str, Any]) -> np.ndarray:
-    """Return the float32 model input for ``frame``: columns in schema order, categories as codes.
-
-    Columns are found by name in any order; extra columns are ignored. An unknown category or a
-    missing value becomes NaN.
-
-    Raises:
-        SchemaError: a feature column is missing.
-    """
-    _require_features(frame, schema)
-    out = np.empty((len(frame), len(schema["features"])), dtype=np.float32)
-    for j, feature in enumerate(schema["features"]):
-        column = frame[feature["name"]]
-        if feature["kind"] == "categorical":
-            # Vectorised: a category's code is its position; unknown or missing -> -1 -> NaN.
-            index = pd.Index(feature["categories"])
-            codes = index.get_indexer(column.astype("string")).astype(np.float32)
-            codes[codes < 0] = np.nan
-            out[:, j] = codes
-        else:
-            numbers = pd.to_numeric(column, errors="coerce").to_numpy(
-                dtype=np.float64, na_value=np.nan
-            )
-            # Compiled trees predict silently on ±inf: refuse what float32 cannot hold.
-            outside = np.flatnonzero(np.abs(numbers) > FLOAT32_MAX)
-            if outside.size:
-                row = int(outside[0])
-                value = float(numbers[row])
-                raise SchemaError(
-                    f"feature {feature['name']!r} row {row} has value {value!r} outside "
-                    f"the float32 range ±{FLOAT32_MAX:.4g} the compiled model accepts "
-                    f"({outside.size} such rows)",
-                    column=feature["name"],
-                )
-            out[:, j] = numbers
-    return out
-
-
-def target_vector(frame: pd.DataFrame, schema: dict[str, Any]) -> np.ndarray:
-    """Return the label column as float64."""
-    labels: np.ndarray = frame[schema["target"]].to_numpy(dtype=np.float64)
-    return labels
-
-
-def describe(schema: dict[str, Any]) -> str:
-    """The contract as plain text, one feature a line (stable: nbval checks it)."""
-    lines = [
-        f"target: {schema['target']} ({schema['task']})",
-        f"timestamp: {schema['timestamp']}",
-        f"ids: {', '.join(schema['ids']) or '-'}",
-    ]
-    for name, why in schema.get("excluded", {}).items():
-        if name not in schema["ids"]:
-            lines.append(f"excluded {name}: {why}")
-    for f in schema["features"]:
-        null = "nullable" if f["nullable"] else "required"
-        if f["kind"] == "categorical":
-            lines.append(f"{f['name']}: categorical, {null}, {len(f['categories'])} categories")
-        else:
-            lines.append(f"{f['name']}: numeric, {null}")
-    return "\n".join(lines)

@@ -11,7 +11,6 @@ Each factory reads the model and schema paths from ``$BENCH_MODEL`` and ``$BENCH
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -25,13 +24,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from opsnb.validation import to_matrix
+from opsnb.schema import Schema, to_matrix
 
 
-def _model_and_schema() -> tuple[xgb.Booster, dict[str, Any]]:
+def _model_and_schema() -> tuple[xgb.Booster, Schema]:
     booster = xgb.Booster(model_file=os.environ["BENCH_MODEL"])  # as users do: default threads
-    with open(os.environ["BENCH_SCHEMA"]) as handle:
-        return booster, json.load(handle)
+    return booster, Schema.load(os.environ["BENCH_SCHEMA"])
 
 
 def handwritten_pandas() -> FastAPI:
@@ -51,10 +49,10 @@ def handwritten_numpy() -> FastAPI:
     """FastAPI + a numpy row + ``Booster.inplace_predict``."""
     booster, schema = _model_and_schema()
     codes = [
-        {c: float(i) for i, c in enumerate(f["categories"])} if f["kind"] == "categorical" else None
-        for f in schema["features"]
+        {c: float(i) for i, c in enumerate(f.categories)} if f.is_categorical else None
+        for f in schema.features
     ]
-    names = [f["name"] for f in schema["features"]]
+    names = schema.feature_names
     app = FastAPI()
 
     @app.post("/predict")

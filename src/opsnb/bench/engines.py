@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,9 @@ import tl2cgen
 import xgboost as xgb
 
 from opsnb import compiler, config, csource, loans, predictor, training, validation
-from opsnb.artifacts import read_json, write_json
+from opsnb.bundle import LIBRARY, VerifiedBundle, verify_bundle
 from opsnb.native import private_copy
+from opsnb.schema import NUMERIC, Feature, target_vector, to_matrix
 
 log = logging.getLogger(__name__)
 
@@ -136,18 +137,24 @@ def _onnx_engine(booster: xgb.Booster, n_features: int, threads: int) -> Engine:
     return run
 
 
+def _checked_copy(bundle: VerifiedBundle) -> Path:
+    """A private copy of the bundle's library, checked against the verified hash."""
+    library = private_copy(bundle.library, prefix="opsnb-bench-")
+    bundle.check_copy(LIBRARY, library)
+    return library
+
+
 def _engines(
     booster: xgb.Booster,
-    schema: dict[str, Any],
-    bundle: Path,
+    bundle: VerifiedBundle,
     threads: int,
     skipped: dict[str, str],
 ) -> tuple[dict[str, Engine], list[Callable[[], None]]]:
     """The Python-callable engines for ``threads`` threads, and how to release them."""
-    names, types = validation.feature_names(schema), validation.feature_types(schema)
+    names, types = bundle.schema.feature_names, bundle.schema.feature_types
     compiled = predictor.load_bundle(bundle, threads=threads)
     booster.set_param({"nthread": threads})
-    library = private_copy(bundle / "model.so", prefix="opsnb-bench-")
+    library = _checked_copy(bundle)
     lib = tl2cgen.Predictor(str(library), nthread=threads)
     engines: dict[str, Engine] = {
         OPSNB: compiled.predict,
@@ -172,21 +179,22 @@ def _engines(
 
 
 def _c_loop(
-    bundle: Path, rows: np.ndarray, batches: tuple[int, ...], budget_s: float
+    bundle: VerifiedBundle, rows: np.ndarray, batches: tuple[int, ...], budget_s: float
 ) -> dict[int, float]:
     """Median seconds per batch of a C program calling the library's ``predict`` row by row."""
     with tempfile.TemporaryDirectory(prefix="opsnb-bench-") as tmp:
         folder = Path(tmp)
         (folder / "c_loop.c").write_text(csource.C_LOOP_SOURCE)
         lib = folder / "model.so"  # run in a child process: a plain copy, gone with the folder
-        shutil.copyfile(bundle / "model.so", lib)
+        shutil.copyfile(bundle.library, lib)
+        bundle.check_copy(LIBRARY, lib)  # checked before the C loop loads it
         subprocess.run(
             [
                 "gcc",
                 "-O2",
                 "-std=c99",
                 "-I",
-                str(bundle),
+                str(bundle.path),
                 "c_loop.c",
                 str(lib),
                 f"-Wl,-rpath,{lib.parent}",
@@ -222,7 +230,7 @@ def _c_loop(
 def bench_model(
     name: str,
     model_path: Path,
-    bundle: Path,
+    bundle: VerifiedBundle,
     rows: np.ndarray,
     *,
     batches: tuple[int, ...] = BATCH_SIZES,
@@ -230,14 +238,16 @@ def bench_model(
     budget_s: float = 0.5,
     result: BenchResult | None = None,
 ) -> BenchResult:
-    """Measure every engine on one model; ``rows`` (schema order) are tiled to the largest batch."""
+    """Measure every engine on one model; ``rows`` (schema order) are tiled to the largest batch.
+
+    ``bundle`` was verified once by the caller: every engine loads a checked copy of its library.
+    """
     result = result or BenchResult()
-    schema = validation_schema(bundle)
     booster = training.load_model(model_path)
     pool = np.ascontiguousarray(np.resize(rows, (max(batches), rows.shape[1])), np.float32)
     for n_threads in threads:
         skipped: dict[str, str] = {}
-        engines, closers = _engines(booster, schema, bundle, n_threads, skipped)
+        engines, closers = _engines(booster, bundle, n_threads, skipped)
         result.skipped.update({f"{engine} on {name}": why for engine, why in skipped.items()})
         probe = pool[:256]
         ours = engines[OPSNB](probe)
@@ -287,13 +297,6 @@ def _record(
     )
 
 
-def validation_schema(bundle: Path) -> dict[str, Any]:
-    """The schema a bundle was built with (verified with the bundle)."""
-    predictor.verify_bundle(bundle)
-    schema: dict[str, Any] = read_json(bundle / "schema.json")
-    return schema
-
-
 def large_model(
     folder: Path, *, trees: int = 1000, depth: int = 8, rows: int = 20_000, seed: int = 0
 ) -> tuple[Path, Path, np.ndarray]:
@@ -307,27 +310,30 @@ def large_model(
     schema = validation.infer_schema(
         frame, target=loans.LOANS_TARGET, task="binary", timestamp=loans.LOANS_TIMESTAMP
     )
-    x = validation.to_matrix(frame, schema)
-    schema["features"] = [  # codes as numbers, see above
-        {
-            "name": f["name"],
-            "kind": "numeric",
-            "nullable": f["nullable"],
-            "min": float(np.nanmin(x[:, j])),
-            "max": float(np.nanmax(x[:, j])),
-        }
-        for j, f in enumerate(schema["features"])
-    ]
+    x = to_matrix(frame, schema)
+    schema = replace(
+        schema,
+        features=tuple(  # codes as numbers, see above
+            Feature(
+                f.name,
+                NUMERIC,
+                f.nullable,
+                min=float(np.nanmin(x[:, j])),
+                max=float(np.nanmax(x[:, j])),
+            )
+            for j, f in enumerate(schema.features)
+        ),
+    )
     model_path = folder / f"large-{trees}x{depth}-{rows}-{seed}.ubj"
     schema_path = model_path.with_suffix(".schema.json")
-    write_json(schema_path, schema)
+    schema.save(schema_path)
     if not model_path.is_file():
         params = {**training.base_params("binary", seed=seed), "max_depth": depth, "eta": 0.05}
         dtrain = xgb.DMatrix(
             x,
-            label=validation.target_vector(frame, schema),
+            label=target_vector(frame, schema),
             missing=np.nan,
-            feature_names=validation.feature_names(schema),
+            feature_names=schema.feature_names,
         )
         training.save_model(xgb.train(params, dtrain, trees), model_path)
     return model_path, schema_path, x[-5000:]
@@ -348,12 +354,12 @@ def run_bench(
     cache = cache_dir or config.compile_cache_dir()
     if run_dir is not None:
         test = pd.read_parquet(run_dir / "data" / "test.parquet")
-        schema = validation_schema(run_dir / "bundle")
+        verified = verify_bundle(run_dir / "bundle")
         bench_model(
             "run model",
             run_dir / "model" / "model.ubj",
-            run_dir / "bundle",
-            validation.to_matrix(test, schema),
+            verified,
+            to_matrix(test, verified.schema),
             batches=batches,
             threads=threads,
             budget_s=budget,
@@ -373,7 +379,7 @@ def run_bench(
             bench_model(
                 f"large {trees}x{depth}",
                 model_path,
-                bundle,
+                verify_bundle(bundle),
                 rows,
                 batches=batches,
                 threads=threads,

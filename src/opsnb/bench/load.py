@@ -24,9 +24,9 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from opsnb.artifacts import read_json
+from opsnb.bundle import SCHEMA, resolve_bundle
 from opsnb.errors import ConfigError
-from opsnb.serving.reload import resolve_bundle
+from opsnb.schema import Schema
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -73,14 +73,14 @@ def check_loopback(url: str) -> tuple[str, int, str]:
 def bodies_from_run(run: str | os.PathLike[str], *, limit: int = 5000) -> list[bytes]:
     """Single-record JSON bodies made from the run's test split (``data/test.parquet``)."""
     bundle = resolve_bundle(run)
-    schema = read_json(bundle / "schema.json")
+    schema = Schema.load(bundle / SCHEMA)
     test = Path(run).expanduser().resolve() / "data" / "test.parquet"
     if not test.is_file():
         raise ConfigError(f"{test} is missing; pass a run folder that has its test split")
     frame = pd.read_parquet(test).head(limit)
     records: list[dict[str, Any]] = [{} for _ in range(len(frame))]
-    for feature in schema["features"]:
-        name, categorical = feature["name"], feature["kind"] == "categorical"
+    for feature in schema.features:
+        name, categorical = feature.name, feature.is_categorical
         for record, value in zip(records, frame[name].tolist(), strict=True):
             missing = value is None or (isinstance(value, float) and math.isnan(value))
             record[name] = None if missing else (str(value) if categorical else float(value))

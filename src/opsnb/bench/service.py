@@ -36,8 +36,8 @@ import xgboost as xgb
 
 from opsnb.bench.load import bodies_from_run, run_load
 from opsnb.compiler import compile_bundle
+from opsnb.schema import Schema, target_vector, to_matrix
 from opsnb.training import OBJECTIVES
-from opsnb.validation import target_vector, to_matrix
 
 CONCURRENCY = (1, 8, 64)
 
@@ -70,11 +70,11 @@ def build_model(run: Path, folder: Path, *, trees: int, depth: int) -> tuple[Pat
     score it; the test split is the parity sample the compiled library is held to.
     """
     schema_path = run / "bundle" / "schema.json"
-    schema = json.loads(schema_path.read_text())
+    schema = Schema.load(schema_path)
     train = pd.read_parquet(run / "data" / "train.parquet")
     test = pd.read_parquet(run / "data" / "test.parquet")
     data = xgb.DMatrix(to_matrix(train, schema), label=target_vector(train, schema))
-    params = {"objective": OBJECTIVES[schema["task"]], "max_depth": depth, "eta": 0.05}
+    params = {"objective": OBJECTIVES[schema.task], "max_depth": depth, "eta": 0.05}
     booster = xgb.train({**params, "nthread": 2}, data, num_boost_round=trees)
     model = folder / "model.ubj"
     booster.save_model(model)

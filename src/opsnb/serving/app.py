@@ -30,24 +30,17 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from opsnb import config
+from opsnb.bundle import VerifiedBundle
 from opsnb.errors import OpsnbError, RequestError
 from opsnb.serving import openapi
 from opsnb.serving.batching import MicroBatcher
-from opsnb.serving.contract import parse_feedback
+from opsnb.serving.contract import STATUSES, error_kind, parse_feedback
 from opsnb.serving.metrics import ServiceMetrics
 from opsnb.serving.predlog import PredictionLog
 from opsnb.serving.reload import ModelSlot, ServedModel
 
 log = logging.getLogger(__name__)
 
-_ERROR_KINDS = {
-    400: "syntax",
-    404: "unknown_id",
-    413: "size",
-    415: "media_type",
-    422: "contract",
-    503: "overload",
-}
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
@@ -89,20 +82,21 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 def _refusal(exc: RequestError) -> Response:
-    kind = _ERROR_KINDS.get(exc.status, "client")
+    kind = error_kind(exc.status)
     body = {"error": kind, "message": str(exc), "record": exc.record, "field": exc.field}
     headers = {"Retry-After": "1"} if exc.status == 503 else None
     return _json(body, exc.status, headers)
 
 
 class Service:
-    """The state behind the routes: one per app."""
+    """The state behind the routes: one per app (``verified``: see :func:`create_app`)."""
 
-    def __init__(self, options: ServeOptions) -> None:
+    def __init__(self, options: ServeOptions, verified: VerifiedBundle | None = None) -> None:
         self.options = options
         self.metrics = ServiceMetrics()
         self.slot = ModelSlot(
             options.bundle,
+            verified=verified,
             range_slack=options.range_slack,
             max_records=options.max_records,
             warm_rows=options.max_batch,
@@ -231,7 +225,7 @@ class Service:
             )
             self.metrics.records.observe(len(records))
         except RequestError as exc:
-            self.metrics.errors.labels(_ERROR_KINDS.get(exc.status, "client")).inc()
+            self.metrics.errors.labels(error_kind(exc.status)).inc()
             answer = _refusal(exc)
         except Exception:
             log.exception("prediction failed")
@@ -258,7 +252,7 @@ class Service:
                 )
             answer = _json({"stored": True, "request_id": rid})
         except RequestError as exc:
-            self.metrics.errors.labels(_ERROR_KINDS.get(exc.status, "client")).inc()
+            self.metrics.errors.labels(error_kind(exc.status)).inc()
             answer = _refusal(exc)
         self._observe("/feedback", answer.status_code, started)
         return answer
@@ -278,7 +272,8 @@ class Service:
         bundle = data.get("bundle") if type(data) is dict else None
         if data is None or (bundle is not None and type(bundle) is not str):
             return _json(
-                {"error": "syntax", "message": 'expected {"bundle": "<path>"} or nothing'}, 400
+                {"error": STATUSES[400][0], "message": 'expected {"bundle": "<path>"} or nothing'},
+                400,
             )
         try:
             version = await self.reload(bundle)
@@ -390,9 +385,13 @@ class _Admission:
             batcher.release()
 
 
-def create_app(options: ServeOptions) -> ASGIApp:
-    """Build the prediction service for ``options.bundle``; the model loads at startup."""
-    service = Service(options)
+def create_app(options: ServeOptions, *, verified: VerifiedBundle | None = None) -> ASGIApp:
+    """Build the prediction service for ``options.bundle``; the model loads at startup.
+
+    ``verified``: ``options.bundle`` as the caller already verified it (``opsnb serve`` checks
+    the bundle before it starts); the first load uses it rather than hashing every file again.
+    """
+    service = Service(options, verified)
     app = Starlette(
         routes=[
             Route("/predict", service.predict, methods=["POST"]),

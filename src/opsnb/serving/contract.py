@@ -1,18 +1,21 @@
 """The serving side of the frozen schema contract: JSON request bodies -> float32 model rows.
 
-Written directly against ``schema.json`` (``features[name, kind, nullable, min, max,
-categories]``) so one record costs a few microseconds. Every refusal is a
-:class:`~opsnb.errors.RequestError` whose ``status`` follows one mapping:
+Written directly against the bundle's :class:`~opsnb.schema.Schema` (each feature's name, kind,
+nullable, min, max, categories) so one record costs a few microseconds. Every refusal is a
+:class:`~opsnb.errors.RequestError` whose ``status`` follows one mapping, :data:`STATUSES`
+(the error body's ``error`` field and the OpenAPI document come from it too):
 
 ==========  ===================================================================
 status      cause
 ==========  ===================================================================
 400         the body is not JSON (syntax, encoding, nesting deeper than 1024)
+404         an unknown request id (``/feedback``)
 413         the body or its number of records is over the limit
 415         the media type is not ``application/json``
 422         JSON that breaks the contract: shape, missing or unknown fields,
             wrong types, null where the feature is required, values outside
             float32 or the allowed range, unknown categories, empty lists
+503         not ready, or over the latency budget (answered with Retry-After)
 ==========  ===================================================================
 
 The allowed range of a numeric feature is the training range widened by ``range_slack`` times
@@ -30,7 +33,26 @@ import numpy as np
 import orjson
 
 from opsnb.errors import RequestError
-from opsnb.validation import FLOAT32_MAX, feature_names
+from opsnb.schema import FLOAT32_MAX, Feature, Schema
+
+STATUSES: dict[int, tuple[str, str]] = {
+    400: ("syntax", "The body is not JSON"),
+    404: ("unknown_id", "No prediction has this request id"),
+    413: ("size", "The body or its number of records is over the limit"),
+    415: ("media_type", "The media type is not application/json"),
+    422: (
+        "contract",
+        "The JSON breaks the input contract (the message names record, field and value)",
+    ),
+    503: ("overload", "Not ready, or over the latency budget (see Retry-After)"),
+}
+"""What each refusal status means: HTTP status -> (the error body's ``error`` kind, the cause)."""
+
+
+def error_kind(status: int) -> str:
+    """The ``error`` kind of a refusal with HTTP ``status`` (``client`` for one not listed)."""
+    return STATUSES[status][0] if status in STATUSES else "client"
+
 
 _JSON_TYPES = {
     dict: "an object",
@@ -66,24 +88,22 @@ def _refuse(record: int, field: str, value: Any, expected: str) -> RequestError:
     )
 
 
-def allowed_range(feature: dict[str, Any], range_slack: float | None) -> tuple[float, float]:
+def allowed_range(feature: Feature, range_slack: float | None) -> tuple[float, float]:
     """The values a numeric feature accepts: its training range widened by ``range_slack`` spans.
 
     The span counts as at least 1, so a feature seen with one value still accepts its
     neighbours; ``range_slack=None`` accepts every finite float32.
     """
     lo, hi = -FLOAT32_MAX, FLOAT32_MAX
-    if range_slack is not None and feature.get("min") is not None:
-        span = max(float(feature["max"]) - float(feature["min"]), 1.0)
-        lo = max(lo, float(feature["min"]) - range_slack * span)
-        hi = min(hi, float(feature["max"]) + range_slack * span)
+    if range_slack is not None and feature.min is not None and feature.max is not None:
+        span = max(feature.max - feature.min, 1.0)
+        lo = max(lo, feature.min - range_slack * span)
+        hi = min(hi, feature.max + range_slack * span)
     return lo, hi
 
 
-def _numeric_check(
-    feature: dict[str, Any], range_slack: float | None
-) -> Callable[[Any, int], float]:
-    name, nullable = feature["name"], bool(feature.get("nullable", False))
+def _numeric_check(feature: Feature, range_slack: float | None) -> Callable[[Any, int], float]:
+    name, nullable = feature.name, feature.nullable
     lo, hi = allowed_range(feature, range_slack)
     wanted = f"a number in [{lo:.6g}, {hi:.6g}]" + (" or null" if nullable else "")
 
@@ -112,9 +132,9 @@ def _numeric_check(
     return check
 
 
-def _categorical_check(feature: dict[str, Any]) -> Callable[[Any, int], float]:
-    name, nullable = feature["name"], bool(feature.get("nullable", False))
-    codes = {str(c): float(i) for i, c in enumerate(feature["categories"])}
+def _categorical_check(feature: Feature) -> Callable[[Any, int], float]:
+    name, nullable = feature.name, feature.nullable
+    codes = {str(c): float(i) for i, c in enumerate(feature.categories)}
     listed = ", ".join(orjson.dumps(c).decode() for c in list(codes)[:_SHOWN_CATEGORIES])
     more = f" (+{len(codes) - _SHOWN_CATEGORIES} more)" if len(codes) > _SHOWN_CATEGORIES else ""
     wanted = f"one of {listed}{more}" + (" or null" if nullable else "")
@@ -170,21 +190,16 @@ class RequestContract:
     """
 
     def __init__(
-        self, schema: dict[str, Any], *, range_slack: float | None = 1.0, max_records: int = 1000
+        self, schema: Schema, *, range_slack: float | None = 1.0, max_records: int = 1000
     ) -> None:
-        self.names = feature_names(schema)
+        self.names = schema.feature_names
         self.schema = schema
         self.range_slack = range_slack
         self.max_records = max_records
         self._keys = frozenset(self.names)
         self._checks = [
-            (
-                f["name"],
-                _categorical_check(f)
-                if f["kind"] == "categorical"
-                else _numeric_check(f, range_slack),
-            )
-            for f in schema["features"]
+            (f.name, _categorical_check(f) if f.is_categorical else _numeric_check(f, range_slack))
+            for f in schema.features
         ]
 
     def parse(self, body: bytes) -> tuple[np.ndarray, list[dict[str, Any]]]:

@@ -4,23 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from opsnb.serving.contract import RequestContract, allowed_range
-
-_ERROR_STATUSES = {
-    "400": "The body is not JSON",
-    "413": "The body or its number of records is over the limit",
-    "415": "The media type is not application/json",
-    "422": "The JSON breaks the input contract (the message names record, field and value)",
-    "503": "Not ready, or over the latency budget (see Retry-After)",
-}
+from opsnb.schema import Feature
+from opsnb.serving.contract import STATUSES, RequestContract, allowed_range
 
 
-def _feature_schema(feature: dict[str, Any], range_slack: float | None) -> dict[str, Any]:
-    nullable = bool(feature.get("nullable", False))
-    if feature["kind"] == "categorical":
+def _feature_schema(feature: Feature, range_slack: float | None) -> dict[str, Any]:
+    nullable = feature.nullable
+    if feature.is_categorical:
         spec: dict[str, Any] = {
             "type": ["string", "null"] if nullable else "string",
-            "enum": [*feature["categories"], *([None] if nullable else [])],
+            "enum": [*feature.categories, *([None] if nullable else [])],
         }
     else:
         lo, hi = allowed_range(feature, range_slack)
@@ -30,12 +23,12 @@ def _feature_schema(feature: dict[str, Any], range_slack: float | None) -> dict[
 
 def document(contract: RequestContract, *, version: str, max_body: int) -> dict[str, Any]:
     """Return the OpenAPI 3.1 document for the model served under ``contract``."""
-    features = contract.schema["features"]
+    features = contract.schema.features
     record = {
         "type": "object",
         "additionalProperties": False,
         "required": contract.names,
-        "properties": {f["name"]: _feature_schema(f, contract.range_slack) for f in features},
+        "properties": {f.name: _feature_schema(f, contract.range_slack) for f in features},
     }
     error = {
         "type": "object",
@@ -49,7 +42,7 @@ def document(contract: RequestContract, *, version: str, max_body: int) -> dict[
             )
         },
     }
-    output = "probability" if contract.schema.get("task") == "binary" else "value"
+    output = contract.schema.output
     answer = {
         "type": "object",
         "properties": {
@@ -63,9 +56,10 @@ def document(contract: RequestContract, *, version: str, max_body: int) -> dict[
             },
         },
     }
-    errors = {
-        code: {"description": text, "content": {"application/json": {"schema": error}}}
-        for code, text in _ERROR_STATUSES.items()
+    errors = {  # /predict answers every refusal but the unknown id of /feedback
+        str(code): {"description": text, "content": {"application/json": {"schema": error}}}
+        for code, (_, text) in STATUSES.items()
+        if code != 404
     }
     return {
         "openapi": "3.1.0",
@@ -126,7 +120,7 @@ def document(contract: RequestContract, *, version: str, max_body: int) -> dict[
                     },
                     "responses": {
                         "200": {"description": "Stored"},
-                        "404": {"description": "Unknown request id"},
+                        "404": {"description": STATUSES[404][1]},
                         **errors,
                     },
                 }

@@ -20,31 +20,15 @@ from typing import Any
 import numpy as np
 
 from opsnb import predictor
-from opsnb.errors import ArtifactError, OpsnbError
+from opsnb.bundle import VerifiedBundle, resolve_bundle, verify_bundle
+from opsnb.errors import OpsnbError
+from opsnb.schema import Schema
 from opsnb.serving.contract import RequestContract
 
 log = logging.getLogger(__name__)
 
 RETIRE_AFTER_S = 60.0
 """How long a replaced model stays loaded for the requests it had admitted."""
-
-
-def resolve_bundle(path: str | os.PathLike[str]) -> Path:
-    """Return the bundle folder for a run folder (``runs/<id>``) or a bundle folder itself.
-
-    Symbolic links are resolved now, so serving ``runs/latest`` and reloading later picks up
-    the run that ``latest`` points at then.
-    """
-    folder = Path(path).expanduser().resolve()
-    if (folder / "bundle" / "manifest.json").is_file():
-        return folder / "bundle"
-    if (folder / "manifest.json").is_file():
-        return folder
-    raise ArtifactError(
-        f"{path} is neither a run folder with bundle/manifest.json nor a bundle folder; "
-        "run the pipeline through 'operationalize' first (opsnb run --until operationalize)",
-        path=str(path),
-    )
 
 
 @dataclass(frozen=True)
@@ -63,36 +47,43 @@ class ServedModel:
         return str(self.model.version)
 
 
-def _typical_rows(schema: dict[str, Any], rows: int) -> np.ndarray:
+def _typical_rows(schema: Schema, rows: int) -> np.ndarray:
     """Rows of mid-range values (category code 0), for warming the library up."""
     values = [
-        0.0 if f["kind"] == "categorical" else (float(f["min"]) + float(f["max"])) / 2
-        for f in schema["features"]
+        0.0 if f.is_categorical or f.min is None or f.max is None else (f.min + f.max) / 2
+        for f in schema.features
     ]
     return np.tile(np.asarray(values, dtype=np.float32), (rows, 1))
 
 
 def prepare(
-    bundle: str | os.PathLike[str],
+    bundle: VerifiedBundle | str | os.PathLike[str],
     *,
     range_slack: float | None = 1.0,
     max_records: int = 1000,
     warm_rows: int = 64,
 ) -> ServedModel:
-    """Verify, load, self-check and warm up a bundle; refuse it with an OpsnbError otherwise."""
-    folder = resolve_bundle(bundle)
-    predictor.verify_bundle(folder)  # before any native code of the bundle is loaded
-    model = predictor.load_bundle(folder)
+    """Verify, load, self-check and warm up a bundle; refuse it with an OpsnbError otherwise.
+
+    ``bundle`` is a run or bundle folder (verified here, before any of its native code is
+    loaded), or a :class:`~opsnb.bundle.VerifiedBundle` already verified: either way each file
+    is hashed once and the golden rows are checked once.
+    """
+    verified = (
+        bundle if isinstance(bundle, VerifiedBundle) else verify_bundle(resolve_bundle(bundle))
+    )
+    model = predictor.load_bundle(verified, self_check=False)
     try:
-        model.self_check()
+        model.self_check()  # a served bundle must carry golden rows: no skipping it here
         for rows in (1, warm_rows, 1, warm_rows):
             model.predict(_typical_rows(model.schema, rows))
         contract = RequestContract(model.schema, range_slack=range_slack, max_records=max_records)
     except Exception:
         model.close()
         raise
-    output = "probability" if model.schema.get("task") == "binary" else "value"
-    return ServedModel(model=model, contract=contract, bundle=folder, output=output)
+    return ServedModel(
+        model=model, contract=contract, bundle=verified.path, output=model.schema.output
+    )
 
 
 class ModelSlot:
@@ -100,13 +91,22 @@ class ModelSlot:
 
     Args:
         bundle: the run or bundle folder to serve (re-resolved at each reload).
+        verified: the source already verified (by ``opsnb serve`` before it started): the
+            first load uses it instead of hashing the files again; later reloads verify anew.
         options: keyword options of :func:`prepare`.
     """
 
-    def __init__(self, bundle: str | os.PathLike[str], **options: Any) -> None:
+    def __init__(
+        self,
+        bundle: str | os.PathLike[str],
+        *,
+        verified: VerifiedBundle | None = None,
+        **options: Any,
+    ) -> None:
         self.source = Path(bundle)
         self.current: ServedModel | None = None
         self.last_error: str | None = None
+        self._verified = verified
         self._options = options
         self._lock = asyncio.Lock()
 
@@ -117,8 +117,11 @@ class ModelSlot:
             OpsnbError: the new bundle was refused; the current model keeps serving.
         """
         async with self._lock:
+            target: VerifiedBundle | str | os.PathLike[str] = bundle or self.source
+            if bundle is None and self._verified is not None:
+                target, self._verified = self._verified, None
             try:
-                fresh = await asyncio.to_thread(prepare, bundle or self.source, **self._options)
+                fresh = await asyncio.to_thread(prepare, target, **self._options)
             except OpsnbError as exc:
                 self.last_error = str(exc)
                 log.error("refused bundle %s: %s", bundle or self.source, exc)

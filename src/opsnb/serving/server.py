@@ -22,8 +22,13 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from opsnb import config
+from opsnb.bundle import VerifiedBundle
 from opsnb.errors import ConfigError
 from opsnb.serving.app import ServeOptions, create_app
+
+DEFAULT_HOST = "127.0.0.1"
+"""Loopback: the service is reachable from this machine only unless asked otherwise."""
+DEFAULT_PORT = 8000
 
 
 def app_from_env() -> ASGIApp:
@@ -43,9 +48,18 @@ def _exit_after_drain(signum: int, _: FrameType | None) -> None:
 
 
 def serve(
-    options: ServeOptions, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1
+    options: ServeOptions,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    workers: int = 1,
+    verified: VerifiedBundle | None = None,
 ) -> None:
-    """Serve ``options.bundle`` on ``host:port`` until SIGTERM or SIGINT."""
+    """Serve ``options.bundle`` on ``host:port`` until SIGTERM or SIGINT.
+
+    ``verified``: the bundle as the caller already verified it; one process loads it without
+    hashing it again (worker processes each verify their own load).
+    """
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
     common: dict[str, Any] = {
@@ -57,7 +71,7 @@ def serve(
     }
     signal.signal(signal.SIGTERM, _exit_after_drain)
     if workers == 1:
-        uvicorn.Server(uvicorn.Config(create_app(options), **common)).run()
+        uvicorn.Server(uvicorn.Config(create_app(options, verified=verified), **common)).run()
         return
     worker_options = dataclasses.replace(options, load_first=True)
     os.environ[config.SERVE_OPTIONS_ENV] = json.dumps(dataclasses.asdict(worker_options))
