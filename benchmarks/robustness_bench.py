@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from opsnb import attack, hardening, milp, robustness, training, validation
+from opsnb import attack, hardening, milp, robustness, training
+from opsnb.schema import Schema, target_vector, to_matrix
 
 
 def measure(
@@ -39,13 +40,13 @@ def measure(
     seed: int = 42,
 ) -> dict[str, Any]:
     """The goal figures for one run folder."""
-    schema = json.loads((run / "schema.json").read_text())
+    schema = Schema.load(run / "schema.json")
     booster = training.load_model(run / "model" / "model.ubj")
     frames = {s: pd.read_parquet(run / "data" / f"{s}.parquet") for s in ("train", "valid", "test")}
     threat = robustness.threat_model(schema)
-    space = robustness.build(booster, schema, validation.to_matrix(frames["train"], schema), threat)
-    test_x = validation.to_matrix(frames["test"], schema)
-    test_y = validation.target_vector(frames["test"], schema)
+    space = robustness.build(booster, schema, to_matrix(frames["train"], schema), threat)
+    test_x = to_matrix(frames["test"], schema)
+    test_y = target_vector(frames["test"], schema)
     found = robustness.analyse(space, test_x, test_y, threat=threat, sample=attack_rows, seed=seed)
     rows = found.x[:exact_rows]
     fast_s, exact_s, fast, exact = [], [], [], []
