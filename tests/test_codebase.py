@@ -39,12 +39,12 @@ def test_the_layer_contracts_hold_and_can_fail(tmp_path: Path) -> None:
     shutil.copy(PROJECT / "pyproject.toml", tmp_path)
     assert _lint_imports(tmp_path).returncode == 0
 
-    monitoring = tmp_path / "src" / "opsnb" / "monitoring.py"
+    monitoring = tmp_path / "src" / "opsnb" / "monitoring" / "drift.py"
     monitoring.write_text(monitoring.read_text() + "\nfrom opsnb import training  # noqa\n")
     broken = _lint_imports(tmp_path)
     assert broken.returncode != 0
     assert "Monitoring reads predictions, never trains or compiles BROKEN" in broken.stdout
-    assert "opsnb.monitoring -> opsnb.training" in broken.stdout
+    assert "opsnb.monitoring.drift -> opsnb.training" in broken.stdout
 
 
 def test_test_helpers_are_imported_one_way() -> None:

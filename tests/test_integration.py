@@ -1,6 +1,7 @@
 """The whole pipeline through the real `opsnb run`, each stage checked against its contract."""
 
 import itertools
+import sqlite3
 from pathlib import Path
 
 import pandas as pd
@@ -92,14 +93,28 @@ def test_bundle_is_hashed_and_compiled_predictions_match_xgboost(completed_run: 
     assert parity["rows"] > 0
 
 
-def test_monitor_scored_production_and_measured_drift(completed_run: Path) -> None:
+def test_monitor_replayed_production_through_the_server_and_analysed_its_log(
+    completed_run: Path,
+) -> None:
     schema = Schema.load(completed_run / "schema.json")
-    production = pd.read_parquet(completed_run / "monitor" / "production.parquet")
+    monitor = completed_run / "monitor"
+    production = pd.read_parquet(monitor / "production.parquet")
     assert len(production) == SMALL["production_rows"]
-    assert production["prediction"].between(0, 1).all()
-    drift = read_json(completed_run / "monitor" / "drift.json")
-    assert {row["feature"] for row in drift["psi"]} == set(schema.feature_names)
-    assert isinstance(read_json(completed_run / "monitor" / "alerts.json"), list)
+    serving = read_json(monitor / "serving.json")
+    assert serving["requests"] == SMALL["production_rows"]
+    with sqlite3.connect(monitor / "predictions.sqlite") as conn:
+        (logged,) = conn.execute("SELECT COUNT(*) FROM predictions").fetchone()
+        versions = {v for (v,) in conn.execute("SELECT DISTINCT model_version FROM predictions")}
+    assert logged == serving["answered"] > 0
+    assert versions == {read_json(completed_run / "bundle" / "manifest.json")["model_sha256"][:12]}
+    drift = read_json(monitor / "drift.json")
+    assert {r["feature"] for r in drift["drift"]} == {*schema.feature_names, "(prediction)"}
+    assert sum(w["rows"] for w in drift["windows"]) == logged
+    quality = read_json(monitor / "quality.json")
+    assert quality["metric"] == "auc"
+    assert quality["windows"]
+    assert isinstance(read_json(monitor / "alerts.json"), list)
+    assert len(pd.read_parquet(monitor / "review.parquet")) > 0
 
 
 def test_the_cli_rerun_with_nothing_changed_reuses_every_stage(completed_run: Path) -> None:

@@ -83,6 +83,9 @@ def test_a_failed_stage_fails_the_run_keeps_evidence_and_promotes_nothing(
     assert not (runs / "broken" / "schema.json").exists()
     assert not any(a["stage"] == "prepare" for a in manifest.artifacts.values())
     assert (runs / "latest").resolve() == latest_before
+    page = (runs / "broken" / "report.html").read_text()  # a failed run gets its page too
+    assert "<h1>Run broken: failed</h1>" in page
+    assert "RuntimeError: injected failure" in page
 
 
 @pytest.mark.slow

@@ -135,6 +135,7 @@ def test_every_stage_notebook_shows_its_plots_and_ends_with_its_verdict(
 def test_the_run_report_opens_clean_in_chromium(completed_run: Path) -> None:
     path = completed_run / "report.html"
     assert manifest_of(completed_run).data["report"] == "report.html"
+    assert "<h1>Run good: succeeded</h1>" in path.read_text()  # written once the run ended
     for stage in STAGES:
         assert (completed_run / "notebooks" / stage.notebook).with_suffix(".html").is_file()
     figures = sum(len(v) for v in EXPECTED_FIGURES.values())

@@ -37,6 +37,11 @@ SOURCES = "model-src.zip"
 SCHEMA = "schema.json"
 GOLDEN = "golden.json"
 MANIFEST = "manifest.json"
+REFERENCE = "reference.json"
+CHECKER = "checker.json"
+MONITOR_FILES = (REFERENCE, CHECKER)
+"""Written by the operationalize stage after the compiler (see :func:`add_files`): the training
+reference and the second-opinion checker the monitor reads, so it needs no training data."""
 FILES = (LIBRARY, HEADER, SOURCES, SCHEMA, GOLDEN)
 """Every file the manifest seals, in the order it lists them."""
 REQUIRED = (LIBRARY, SCHEMA)
@@ -106,6 +111,30 @@ def write_manifest(bundle_dir: str | os.PathLike[str], **facts: Any) -> dict[str
             path=missing[0],
         )
     manifest = {"files": {name: sha256_file(bundle / name) for name in FILES}, **facts}
+    write_json(bundle / MANIFEST, manifest)
+    return manifest
+
+
+def add_files(bundle_dir: str | os.PathLike[str], files: Mapping[str, Any]) -> dict[str, Any]:
+    """Write JSON ``files`` (name -> object) into a sealed bundle and seal them in its manifest.
+
+    The monitor's ``reference.json`` and ``checker.json`` travel this way: computed from the
+    served library's own predictions once the bundle exists, hashed like every other file.
+
+    Raises:
+        ArtifactError: a name is not a new top-level ``.json`` file of the bundle.
+    """
+    bundle = Path(bundle_dir)
+    manifest = read_manifest(bundle)
+    for name, obj in files.items():
+        if "/" in name or name in (*FILES, MANIFEST) or not name.endswith(".json"):
+            raise ArtifactError(
+                f"cannot add {name!r} to a bundle: expected a new top-level .json file name "
+                f"(not one of {', '.join((*FILES, MANIFEST))})",
+                path=name,
+            )
+        write_json(bundle / name, obj)
+        manifest["files"][name] = sha256_file(bundle / name)
     write_json(bundle / MANIFEST, manifest)
     return manifest
 

@@ -121,7 +121,7 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
                 print(f"cleaned {path}")
         return 0
     if args.action == "adopt":
-        executed = Path(args.from_run) / "notebooks"
+        executed = config.executed_notebooks_dir(args.from_run)
         for path in paths:
             if (executed / path.name).is_file():
                 for cell in hygiene.adopt_checked_outputs(path, executed / path.name):
@@ -141,17 +141,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else config.latest_run()
     if args.run_dir and not (run_dir / "bundle" / "manifest.json").is_file():
         raise ConfigError(f"{run_dir} has no bundle/manifest.json; run the pipeline first")
-    import pandas as pd
-
-    from opsnb.artifacts import write_json
-    from opsnb.bench import engines
-
     has_run = (run_dir / "bundle" / "manifest.json").is_file()
     if not has_run and args.no_large:
         raise ConfigError(
             f"nothing to measure: no run with a bundle under {run_dir} and --no-large; "
             "name a run folder or drop --no-large"
         )
+    import pandas as pd
+
+    from opsnb.artifacts import write_json
+    from opsnb.bench import engines
+
     result = engines.run_bench(run_dir=run_dir if has_run else None, quick=args.quick,
                              large=not args.no_large)  # fmt: skip
     with pd.option_context("display.width", 250, "display.max_columns", 20):
@@ -213,13 +213,22 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     # Refuse a tampered bundle before anything starts; one process serves this very check.
     verified = verify_bundle(resolve_bundle(args.run))
     options = serve_options(args)
-    host, port = (
-        getattr(args, "host", server.DEFAULT_HOST),
-        getattr(args, "port", server.DEFAULT_PORT),
-    )
-    workers = getattr(args, "workers", 1)
-    print(f"serving {verified.path} on http://{host}:{port} (SIGHUP reloads, SIGTERM drains)")
-    serve(options, host=host, port=port, workers=workers, verified=verified)
+    where = {name: getattr(args, name) for name in ("host", "port", "workers") if name in args}
+    host = where.get("host", server.DEFAULT_HOST)
+    port_file = getattr(args, "port_file", None)
+
+    def announce(bound: int) -> None:
+        print(
+            f"serving {verified.path} on http://{host}:{bound} (SIGHUP reloads, SIGTERM drains)",
+            flush=True,
+        )
+        if port_file:
+            from opsnb.artifacts import atomic_open
+
+            with atomic_open(port_file) as out:  # a reader never sees a partial number
+                out.write(f"{bound}\n")
+
+    serve(options, verified=verified, on_bound=announce, **where)
     return 0
 
 
@@ -251,6 +260,61 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_monitor(args: argparse.Namespace) -> int:
+    from opsnb import monitoring, plots  # matplotlib only for this command
+    from opsnb.artifacts import read_json
+
+    bundle = monitoring.Bundle.load(args.run)
+    log = Path(args.log)
+    out = Path(args.out) if args.out else log.parent / "monitor"
+    problem_path = next(
+        (
+            p / "problem.json"
+            for p in (Path(args.run), bundle.path.parent)
+            if (p / "problem.json").is_file()
+        ),
+        None,
+    )
+    problem = read_json(problem_path) if problem_path else None
+    if problem is not None and problem.get("metric") == "auto":
+        problem["metric"] = {"binary": "auc", "regression": "r2"}[bundle.schema["task"]]
+    serving = log.parent / "serving.json"
+    refusals = read_json(serving).get("refusals") if serving.is_file() else None
+    result = monitoring.analyse_log(
+        bundle, log, window=args.window, problem=problem, refusals=refusals
+    )
+    written = monitoring.write_outputs(result, out)
+    figures = {
+        "drift_heatmap.png": plots.drift_heatmap(
+            result.heatmap(), result.thresholds.psi, result.drifted_features()
+        ),
+        "drift_distributions.png": plots.drift_distributions(
+            result.reference, result.live_counts, result.drifted_features()
+        ),
+        "alert_timeline.png": plots.alert_timeline(result.alerts, len(result.windows)),
+    }
+    if result.metric:
+        figures["quality.png"] = plots.quality_over_windows(
+            result.quality, result.metric, result.floor
+        )
+    for name, figure in figures.items():
+        figure.savefig(out / name, dpi=110)
+    for note in result.notes:
+        print(f"note: {note}")
+    rows = int(result.windows["rows"].sum())
+    print(
+        f"{rows:,} logged predictions of model {bundle.version} in {len(result.windows)} windows: "
+        f"{len(result.alerts)} alert record(s); drifted: "
+        f"{', '.join(result.drifted_features()) or 'none'}"
+    )
+    table = result.alert_table()
+    if len(table):
+        with_width = table[["kind", "subject", "severity", "first_window", "windows", "action"]]
+        print(with_width.to_string(index=False))
+    print(f"wrote {', '.join(sorted([*written, *figures]))} to {out}")
+    return 0
+
+
 def _add_report_and_stages(sub: Any) -> None:
     rep = sub.add_parser("report", help="(re)build a run's report.html")
     rep.add_argument("run", nargs="?", default="latest", help="runs/<id>, a run id, or latest")
@@ -259,7 +323,7 @@ def _add_report_and_stages(sub: Any) -> None:
     stages.set_defaults(handler=_cmd_stages)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement per option
     """The argument parser of ``opsnb``."""
     parser = argparse.ArgumentParser(prog="opsnb", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -312,7 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     srv.add_argument("run", help="run folder (runs/<id>, runs/latest) or bundle folder")
     srv.add_argument("--host", help="interface to bind (default loopback)")
-    srv.add_argument("--port", type=int, help="TCP port (default 8000)")
+    srv.add_argument("--port", type=int, help="TCP port (default 8000; 0: a free one, reported)")
+    srv.add_argument("--port-file", help="write the bound port to this file once listening")
     srv.add_argument("--workers", type=int, help="processes sharing the port (default 1)")
     srv.add_argument("--max-batch", type=int, help="most rows per predictor call")
     srv.add_argument("--max-wait-ms", type=float, help="longest wait for batch-mates")
@@ -339,6 +404,13 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--rate", type=float, help="open loop: requests per second")
     load.add_argument("--json", action="store_true", help="print the summary as JSON")
     load.set_defaults(handler=_cmd_loadtest)
+
+    mon = sub.add_parser("monitor", help="analyse a prediction log: drift, quality, alerts")
+    mon.add_argument("run", help="run folder or bundle folder of the model that served the log")
+    mon.add_argument("--log", required=True, help="the SQLite prediction log opsnb serve wrote")
+    mon.add_argument("--out", help="output folder (default: monitor/ beside the log)")
+    mon.add_argument("--window", default="500", help="rows per window, or a duration: 30s, 5min")
+    mon.set_defaults(handler=_cmd_monitor)
 
     _add_report_and_stages(sub)
     return parser

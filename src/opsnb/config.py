@@ -8,6 +8,8 @@ Environment variables:
 - ``OPSNB_COMPILE_CACHE`` — the compile cache (default ``<runs>/.cache/compile``).
 - ``OPSNB_SERVE_OPTIONS`` — set by ``opsnb serve --workers N`` for its worker processes.
 - ``OPSNB_PROJECT`` — the project root; the runner sets it for the stage kernels it starts.
+- ``OPSNB_BENCH_MODEL``, ``OPSNB_BENCH_SCHEMA`` — set by the service benchmark for the
+  hand-written servers it starts (:mod:`opsnb.bench.baselines`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,12 @@ COMPILE_CACHE_ENV = "OPSNB_COMPILE_CACHE"
 
 SERVE_OPTIONS_ENV = "OPSNB_SERVE_OPTIONS"
 """Environment variable carrying the serving options (JSON) to worker processes."""
+
+BENCH_MODEL_ENV = "OPSNB_BENCH_MODEL"
+"""The model file the service benchmark's hand-written servers load."""
+
+BENCH_SCHEMA_ENV = "OPSNB_BENCH_SCHEMA"
+"""The ``schema.json`` the service benchmark's hand-written servers encode rows with."""
 
 LAB_RUN = "lab"
 """The run an analyst's notebook uses when no run folder is given."""

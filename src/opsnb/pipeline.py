@@ -231,14 +231,17 @@ def run(
             result.outcomes.append(outcome)
             if on_stage:
                 on_stage(stage, outcome)
-    finally:
-        # Even a failed run gets its page: the timeline shows where it stopped and why.
+    except BaseException:
+        # A failed run gets its page too: the timeline shows where it stopped and why.
         if report_html:
             _write_report(folder)
+        raise
     manifest = RunManifest.load(folder)
     complete = all(manifest.stages.get(s.name, {}).get("status") == "succeeded" for s in STAGES)
     manifest.data.update(status="succeeded" if complete else "partial", updated=now_iso())
     manifest.save()
+    if report_html:
+        _write_report(folder)  # after the status: the page says how the run ended
     if complete and run_dir is None:
         update_latest(folder)
     return result

@@ -4,7 +4,7 @@
 ``"auto"``. The dataset stage resolves the target and the task once it sees the labels and
 records them in the data card; the prepare stage copies them into ``schema.json``, which is the
 one place later stages (and the server) read the resolved task from:
-``Problem.from_dict(...).resolve(task=schema["task"], target=schema["target"])``.
+``Problem.from_dict(...).resolve(task=schema.task, target=schema.target)``.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ class Problem:
             takes :data:`DEFAULT_FLOOR` for the metric.
         p99_latency_ms: the serving latency budget for one record.
         cost_per_million_usd: the budget for one million predictions.
+        drift_psi: the PSI (beyond sampling noise) at which the monitor calls a feature drifted.
+        drift_alpha: the monitor's family-wise false-alarm rate for its drift tests.
         robustness_floor: the robust accuracy (share of test rows decided right that no
             attack within ``robustness_epsilon`` flips) the robustness stage requires; ``None``
             (the default) reports it without gating.
@@ -54,6 +56,8 @@ class Problem:
     quality_floor: float | None
     p99_latency_ms: float
     cost_per_million_usd: float
+    drift_psi: float = 0.1
+    drift_alpha: float = 0.01
     robustness_floor: float | None = None
     robustness_epsilon: float = 0.05
 
@@ -70,6 +74,11 @@ class Problem:
             )
         if not self.target:
             raise ConfigError("target is empty; name the label column")
+        if not self.drift_psi > 0 or not 0 < self.drift_alpha < 1:
+            raise ConfigError(
+                f"drift_psi must be > 0 and drift_alpha within (0, 1); got {self.drift_psi} "
+                f"and {self.drift_alpha}"
+            )
         if self.robustness_floor is not None and not 0 <= self.robustness_floor <= 1:
             raise ConfigError(
                 f"robustness_floor {self.robustness_floor!r} is not a share in [0, 1]; it is the "

@@ -6,7 +6,8 @@
 - ``noop``: opsnb's own stack (Starlette, uvicorn with uvloop + httptools, orjson) answering a
   constant: the ceiling the Python HTTP stack leaves for any model.
 
-Each factory reads the model and schema paths from ``$BENCH_MODEL`` and ``$BENCH_SCHEMA``.
+Each factory reads the model and schema paths from ``$OPSNB_BENCH_MODEL`` and
+``$OPSNB_BENCH_SCHEMA`` (:mod:`opsnb.config`).
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from opsnb import config
 from opsnb.schema import Schema, to_matrix
 
 
 def _model_and_schema() -> tuple[xgb.Booster, Schema]:
-    booster = xgb.Booster(model_file=os.environ["BENCH_MODEL"])  # as users do: default threads
-    return booster, Schema.load(os.environ["BENCH_SCHEMA"])
+    booster = xgb.Booster(model_file=os.environ[config.BENCH_MODEL_ENV])  # as users do
+    return booster, Schema.load(os.environ[config.BENCH_SCHEMA_ENV])
 
 
 def handwritten_pandas() -> FastAPI:

@@ -34,6 +34,7 @@ from typing import Any
 import pandas as pd
 import xgboost as xgb
 
+from opsnb import config
 from opsnb.bench.load import bodies_from_run, run_load
 from opsnb.compiler import compile_bundle
 from opsnb.schema import Schema, target_vector, to_matrix
@@ -174,8 +175,8 @@ def run_benchmark(run: Path, plan: Plan, *, budget: list[str]) -> list[dict[str,
         url = f"http://127.0.0.1:{port}/predict"
         env = {
             **os.environ,
-            "BENCH_MODEL": str(model),
-            "BENCH_SCHEMA": str(bundle / "schema.json"),
+            config.BENCH_MODEL_ENV: str(model),
+            config.BENCH_SCHEMA_ENV: str(bundle / "schema.json"),
         }
         for name, command in servers(bundle, Path(tmp) / "log.sqlite", port, budget).items():
             with started(command, port, bodies[0], env):

@@ -14,7 +14,9 @@ import dataclasses
 import json
 import os
 import signal
+import socket
 import sys
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -47,6 +49,20 @@ def _exit_after_drain(signum: int, _: FrameType | None) -> None:
     sys.exit(0)
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port``; port 0 lets the system choose a free one."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc}; pick another --port") from exc
+    sock.listen(2048)
+    return sock
+
+
 def serve(
     options: ServeOptions,
     *,
@@ -54,14 +70,20 @@ def serve(
     port: int = DEFAULT_PORT,
     workers: int = 1,
     verified: VerifiedBundle | None = None,
+    on_bound: Callable[[int], None] | None = None,
 ) -> None:
     """Serve ``options.bundle`` on ``host:port`` until SIGTERM or SIGINT.
 
     ``verified``: the bundle as the caller already verified it; one process loads it without
-    hashing it again (worker processes each verify their own load).
+    hashing it again (worker processes each verify their own load). With one process the
+    server binds the socket itself, so ``port=0`` takes a free port chosen by the system;
+    ``on_bound`` is called with the port actually bound (before the model loads: poll
+    ``/ready``).
     """
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
+    if port == 0 and workers > 1:
+        raise ConfigError("port 0 (a free port) needs --workers 1; pass a fixed --port")
     common: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -71,8 +93,15 @@ def serve(
     }
     signal.signal(signal.SIGTERM, _exit_after_drain)
     if workers == 1:
-        uvicorn.Server(uvicorn.Config(create_app(options, verified=verified), **common)).run()
+        sock = bind(host, port)
+        if on_bound is not None:
+            on_bound(int(sock.getsockname()[1]))
+        common["port"] = sock.getsockname()[1]
+        app = create_app(options, verified=verified)
+        uvicorn.Server(uvicorn.Config(app, **common)).run(sockets=[sock])
         return
+    if on_bound is not None:
+        on_bound(port)
     worker_options = dataclasses.replace(options, load_first=True)
     os.environ[config.SERVE_OPTIONS_ENV] = json.dumps(dataclasses.asdict(worker_options))
     uvicorn.run("opsnb.serving.server:app_from_env", factory=True, workers=workers, **common)
