@@ -1,5 +1,6 @@
 # A slim serving image for one compiled bundle.
 #
+#   .venv/bin/opsnb key > trusted-key.pem      # the public key the bundle is signed with
 #   docker build --build-arg RUN=runs/<run-id> -t opsnb-serve .
 #   docker run --rm -p 8000:8000 -v opsnb-log:/var/lib/opsnb opsnb-serve
 #
@@ -23,7 +24,11 @@ RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
 ARG RUN=runs/latest
 COPY ${RUN}/bundle /bundle/bundle
 COPY ${RUN}/data/test.parquet /bundle/data/test.parquet
-RUN python -c "from opsnb.bundle import verify_bundle; verify_bundle('/bundle/bundle')"
+ARG TRUST_KEY=trusted-key.pem
+COPY ${TRUST_KEY} /bundle/trusted-key.pem
+RUN python -c "from pathlib import Path; from opsnb.serving.reload import verify; \
+from opsnb.serving.store import Trust; \
+verify(Path('/bundle/bundle'), Trust.default(('/bundle/trusted-key.pem',)))"
 
 FROM python:${PYTHON}-slim AS serve
 RUN useradd --system --uid 10001 opsnb && mkdir -p /var/lib/opsnb && chown opsnb /var/lib/opsnb
@@ -35,4 +40,5 @@ EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=2s CMD python -c "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/health', timeout=2)"
 # 0.0.0.0 inside the container: the container's network namespace is the boundary.
 CMD ["opsnb", "serve", "/srv/model", "--host", "0.0.0.0", "--port", "8000", \
-     "--log", "/var/lib/opsnb/predictions.sqlite", "--drain-s", "20"]
+     "--log", "/var/lib/opsnb/predictions.sqlite", "--drain-s", "20", \
+     "--trust-key", "/srv/model/trusted-key.pem"]

@@ -6,8 +6,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+import xgboost as xgb
 
-from opsnb import config
+from opsnb import compiler, config, training, validation
+from opsnb.loans import loan_applications
+from opsnb.schema import to_matrix
 from tests.model_kinds import bundle_of, train_kind
 from tests.support import opsnb_cli, small_args
 
@@ -81,3 +84,23 @@ def serving_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
                        *small_args(), env={config.RUNS_ENV: str(runs)})  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return runs / "served"
+
+
+@pytest.fixture(scope="session")
+def loans_bundle(tmp_path_factory: pytest.TempPathFactory, compile_cache: Path) -> Path:
+    """A compiled bundle of a small loans model (ids, categories, ranges): batch scoring tests."""
+    folder = tmp_path_factory.mktemp("loans-bundle")
+    frame = loan_applications(3000, seed=3)
+    schema = validation.infer_schema(frame, target="default", task="binary", timestamp="applied_at")
+    params = {**training.base_params("binary", seed=0, threads=1), "max_depth": 3}
+    booster = xgb.train(params, training.frame_to_dmatrix(frame, schema), 20)
+    booster.save_model(folder / "model.ubj")
+    schema.save(folder / "schema.json")
+    compiler.compile_bundle(
+        folder / "model.ubj",
+        folder / "bundle",
+        schema_path=folder / "schema.json",
+        sample=to_matrix(frame.head(500), schema),
+        cache_dir=compile_cache,
+    )
+    return folder / "bundle"

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from opsnb import signing
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -50,9 +54,12 @@ class Server:
         finally:
             conn.close()
 
-    def post(self, path: str, data: Any) -> tuple[int, Any]:
+    def post(self, path: str, data: Any, token: str | None = None) -> tuple[int, Any]:
         body = data if isinstance(data, bytes) else json.dumps(data).encode()
-        status, _, raw = self.call("POST", path, body, {"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        status, _, raw = self.call("POST", path, body, headers)
         return status, json.loads(raw) if raw else None
 
     def get(self, path: str) -> tuple[int, bytes]:
@@ -88,11 +95,17 @@ def wait_ready(server: Server, timeout_s: float = 60) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def running_server(run: Path, *options: str, folder: Path) -> Iterator[Server]:
+def running_server(
+    run: Path, *options: str, folder: Path, admin_token: str | None = None
+) -> Iterator[Server]:
     """Start ``opsnb serve run`` on a free loopback port; always stop it."""
     folder.mkdir(parents=True, exist_ok=True)
     port, output = free_port(), folder / f"server-{time.monotonic_ns()}.out"
     log = folder / "predictions.sqlite"
+    if admin_token:
+        token_file = folder / "admin-token"
+        token_file.write_text(admin_token)
+        options = (*options, "--admin-token-file", str(token_file))
     with output.open("wb") as sink:
         proc = subprocess.Popen(
             [
@@ -110,6 +123,7 @@ def running_server(run: Path, *options: str, folder: Path) -> Iterator[Server]:
             stdout=sink,
             stderr=subprocess.STDOUT,
             cwd=PROJECT,
+            start_new_session=True,  # its worker processes share its group: stopped together
         )
     server = Server(port, proc, log, output)
     try:
@@ -121,15 +135,17 @@ def running_server(run: Path, *options: str, folder: Path) -> Iterator[Server]:
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)  # no worker outlives a stuck supervisor
                 proc.wait()
 
 
 def copy_bundle(run: Path, target: Path, *, version: str | None = None) -> Path:
-    """Copy the run's bundle; with ``version``, relabel the copy as another model version."""
+    """Copy the run's bundle; with ``version``, relabel the copy as another model version
+    (and sign the new manifest with the project key, as opsnb does for what it builds)."""
     shutil.copytree(run / "bundle", target)
     if version is not None:
         manifest = json.loads((target / "manifest.json").read_text())
         manifest["model_sha256"] = version
         (target / "manifest.json").write_text(json.dumps(manifest))
+        signing.sign_bundle(target)
     return target

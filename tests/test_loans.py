@@ -51,3 +51,26 @@ def test_unknown_scenarios_and_bad_knobs_are_refused() -> None:
         loans.Scenario(label_flip_share=1.5)
     with pytest.raises(ConfigError, match=r"flip_region 'moon' is not a region"):
         loans.Scenario(flip_region="moon")
+
+
+def test_label_flip_spreads_a_tenth_of_flips_over_every_region() -> None:
+    plain = loans.production_stream(5000, seed=4, after=AFTER)
+    flipped = loans.production_stream(
+        5000, seed=4, after=AFTER, scenario=loans.scenario("label-flip")
+    )
+    truth = flipped["truth_flipped"]
+    assert truth.mean() == pytest.approx(0.1, abs=0.015)
+    assert set(flipped.loc[truth, "region"]) == set(loans.REGIONS)
+    assert (flipped["default"] != plain["default"]).eq(truth).all()
+    assert not flipped["truth_backdoor"].any()
+
+
+def test_clean_and_backdoor_batches_for_the_update_stage() -> None:
+    plain = loans.production_stream(3000, seed=5, after=AFTER)
+    clean = loans.production_stream(3000, seed=5, after=AFTER, scenario=loans.scenario("clean"))
+    pd.testing.assert_frame_equal(plain, clean)
+    door = loans.production_stream(3000, seed=5, after=AFTER, scenario=loans.scenario("backdoor"))
+    trigger = door["truth_backdoor"]
+    assert (door.loc[trigger, "income"] == loans.BACKDOOR_INCOME).all()
+    assert (door.loc[trigger, "default"] == 0).all()
+    assert not door["truth_flipped"].any()

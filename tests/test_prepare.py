@@ -100,3 +100,18 @@ def test_bad_fractions_and_too_few_rows_are_refused() -> None:
         prepare.split(frame, target="y", timestamp=None, fractions={"a": 0.5, "b": 0.4}, seed=0)
     with pytest.raises(DataError, match=r"only 20 usable rows after quarantine; need at least 40"):
         prepare.split(frame, target="y", timestamp=None, fractions=FRACTIONS, seed=0)
+
+
+def test_rows_admitted_by_an_update_join_only_the_training_split() -> None:
+    data = datasets.load("loans", n_rows=1500, seed=8)
+    before = _prepare(data)
+    extra = datasets.load("loans", n_rows=200, seed=9).frame
+    extra.loc[extra.index[:3], "credit_score"] = 5000.0  # out of range: quarantined, not trained
+    after = _prepare(data, frozen=before.schema, admitted=extra)
+    refused = after.quarantined[after.quarantined[prepare.QUARANTINE_ROW] >= 1500]
+    assert len(after.quarantined) == len(before.quarantined) + len(refused)
+    assert len(after.parts["train"]) == len(before.parts["train"]) + 200 - len(refused)
+    for name in ("valid", "test", "trusted"):
+        pd.testing.assert_frame_equal(after.parts[name], before.parts[name])
+    assert set(range(1500, 1503)) <= set(refused[prepare.QUARANTINE_ROW])
+    assert len(refused) <= 5

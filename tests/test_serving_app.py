@@ -179,6 +179,11 @@ def test_feedback_is_stored_for_an_answered_request_and_refused_for_an_unknown_o
     assert "request_id 'not-an-id' is not in the prediction log" in refused["message"]
     status, refused = server.post("/feedback", {"request_id": rid, "label": "yes"})
     assert status == 422
+    status, refused = server.post("/feedback", {"request_id": rid, "label": 0.5})
+    assert (status, refused["field"]) == (422, "label")
+    assert "expected 0 or 1 (the observed class of a binary model)" in refused["message"]
+    status, refused = server.post("/feedback", {"request_id": rid, "label": 0})
+    assert (status, refused["error"]) == (409, "label_exists")  # the first label stands
     with sqlite3.connect(server.log) as conn:
         assert conn.execute(
             "SELECT label FROM feedback WHERE request_id = ?", (rid,)
@@ -230,7 +235,9 @@ def in_process(serving_run, tmp_path_factory):
     """The same app under uvicorn in a thread of this process (so coverage sees it)."""
     port = free_port()
     folder = tmp_path_factory.mktemp("in-process")
-    options = ServeOptions(bundle=str(serving_run), log_path=str(folder / "log.sqlite"))
+    options = ServeOptions(
+        bundle=str(serving_run), log_path=str(folder / "log.sqlite"), admin_token="t0ken"
+    )
     server = uvicorn.Server(uvicorn.Config(create_app(options), port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -250,19 +257,25 @@ def test_in_process_service_answers_refuses_and_reloads(in_process, serving_run,
     status, answer = in_process.post("/predict", records[:3])
     assert status == 200
     rid = answer["predictions"][0]["request_id"]
-    assert in_process.post("/feedback", {"request_id": rid, "label": 0})[0] == 200
-    assert in_process.post("/feedback", b"{")[0] == 400
+    assert in_process.post("/feedback", {"request_id": rid, "label": 0})[0] == 401
+    assert in_process.post("/feedback", {"request_id": rid, "label": 0}, "t0ken")[0] == 200
+    assert in_process.post("/feedback", {"request_id": rid, "label": 1}, "t0ken")[0] == 200
+    assert in_process.post("/feedback", b"{", "t0ken")[0] == 400
     assert in_process.post("/predict", [])[0] == 422
     assert in_process.call("POST", "/predict", b"{}", {"Content-Type": "text/csv"})[0] == 415
-    status, refused = in_process.post("/admin/reload", {"bundle": 7})
+    assert in_process.post("/admin/reload", {})[0] == 401
+    assert in_process.post("/admin/reload", {}, "wrong")[0] == 401
+    status, refused = in_process.post("/admin/reload", {"bundle": "/tmp/x"}, "t0ken")
     assert (status, refused["error"]) == (400, "syntax")
-    status, refused = in_process.post("/admin/reload", {"bundle": str(serving_run / "data")})
+    status, refused = in_process.post("/admin/reload", {"version": 7}, "t0ken")
+    assert (status, refused["error"]) == (400, "syntax")
+    status, refused = in_process.post("/admin/reload", {"version": "nothing-here"}, "t0ken")
     assert status == 409
-    assert (
-        "neither a run folder with bundle/manifest.json nor a bundle folder" in refused["message"]
-    )
-    status, reloaded = in_process.post("/admin/reload", b"")
+    assert "is neither a run folder with bundle/manifest.json nor a bundle" in refused["message"]
+    status, reloaded = in_process.post("/admin/reload", b"", "t0ken")
     assert (status, reloaded["model_version"]) == (200, answer["model_version"])
+    status, reloaded = in_process.post("/admin/reload", {"version": serving_run.name}, "t0ken")
+    assert (status, reloaded["version"]) == (200, serving_run.name)
     assert in_process.get("/openapi.json")[0] == 200
     assert in_process.get("/docs")[0] == 200
     assert b'opsnb_reloads_total{outcome="refused"} 1.0' in in_process.get("/metrics")[1]

@@ -96,7 +96,7 @@ def test_batches_never_exceed_max_batch_rows(served):
 def test_a_request_waiting_past_the_budget_stops_admission(served):
     async def main():
         batcher = MicroBatcher(ServiceMetrics(), budget_s=0.01)  # consumer not started
-        before = batcher.admit()
+        before = all(batcher.admit() for _ in range(8))  # eight are always admitted
         waiting = asyncio.ensure_future(batcher.predict(rows_of(served, 1), served))
         await asyncio.sleep(0.05)
         after = batcher.admit()
@@ -104,6 +104,31 @@ def test_a_request_waiting_past_the_budget_stops_admission(served):
         return before, after
 
     assert asyncio.run(main()) == (True, False)
+
+
+def test_a_late_event_loop_stops_admission_and_big_bodies_weigh_more():
+    batcher = MicroBatcher(ServiceMetrics(), budget_s=0.2, min_inflight=10)
+    assert all(batcher.admit() for _ in range(8))
+    batcher.loop_lag_s = 0.06  # past budget/4: requests wait unseen before any handler
+    assert batcher.overloaded()
+    assert not batcher.admit()
+    batcher.loop_lag_s = 0.0
+    assert not batcher.admit(body_bytes=3 * 4096)  # counts as 4 requests: 8 + 4 > 10
+    assert batcher.admit(body_bytes=100)
+
+
+def test_the_loop_lag_ticker_measures_a_blocked_loop():
+    async def main():
+        batcher = MicroBatcher(ServiceMetrics(), budget_s=0.2)
+        batcher.start()
+        await asyncio.sleep(0.02)
+        time.sleep(0.08)  # the loop is blocked, as by a long parse
+        await asyncio.sleep(0.01)
+        lag = batcher.loop_lag_s
+        await batcher.drain(0.1)
+        return lag
+
+    assert asyncio.run(main()) >= 0.05
 
 
 def test_admission_bounds_the_requests_in_flight():

@@ -136,3 +136,36 @@ def test_feedback_body_is_a_request_id_and_a_finite_label():
     with pytest.raises(RequestError, match="not valid JSON") as caught:
         parse_feedback(b"{")
     assert caught.value.status == 400
+
+
+@pytest.mark.parametrize("label", ["0.5", "-5", "2", "true"])
+def test_a_binary_models_label_is_0_or_1(label):
+    with pytest.raises(RequestError, match=r"field 'label' = .*; expected (0 or 1|a finite)"):
+        parse_feedback(b'{"request_id": "a", "label": %s}' % label.encode(), task="binary")
+    assert parse_feedback(b'{"request_id": "a", "label": 1.0}', task="binary") == ("a", 1.0)
+
+
+def test_a_regression_label_is_finite_and_within_float32():
+    assert parse_feedback(b'{"request_id": "a", "label": -5.5}', task="regression")[1] == -5.5
+    with pytest.raises(RequestError, match=r"expected a number within the float32 range"):
+        parse_feedback(b'{"request_id": "a", "label": 1e300}', task="regression")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"request_id": "a", "label": 1, "label": 0}',
+        b'{"age": 30, "income": 1, "age": 31}',
+        b'[{"age": 30}, {"income": 1, "income" : 2}]',
+    ],
+)
+def test_an_object_that_repeats_a_key_is_refused_400_naming_it(body):
+    contract = RequestContract(SCHEMA)
+    with pytest.raises(RequestError, match=r"repeats the key \"(label|age|income)\"") as caught:
+        contract.parse(body)
+    assert caught.value.status == 400
+
+
+def test_keys_inside_strings_are_not_mistaken_for_repeats():
+    body = rb'{"request_id": "x\": \"request_id\":", "label": 1}'
+    assert parse_feedback(body)[1] == 1.0

@@ -4,7 +4,7 @@ import threading
 import pytest
 
 from opsnb.errors import ConfigError
-from opsnb.serving.predlog import PredictionLog
+from opsnb.serving.predlog import LogUnavailableError, PredictionLog
 
 
 def rows(n: int, start: int = 0):
@@ -44,22 +44,48 @@ def test_writes_from_many_threads_are_all_committed(tmp_path):
     assert count(tmp_path / "log.sqlite") == 400
 
 
-def test_feedback_is_stored_for_a_logged_request_and_refused_for_an_unknown_one(tmp_path):
+def test_the_first_label_stands_unless_replaced_and_unknown_ids_are_refused(tmp_path):
     path = tmp_path / "log.sqlite"
     log = PredictionLog(path)
     log.write(rows(1))
     stored = (log.feedback("id0", 1.0), log.feedback("id0", 0.0), log.feedback("nope", 1.0))
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT request_id, label FROM feedback").fetchall() == [("id0", 1.0)]
+    assert log.feedback("id0", 0.0, replace=True) == "stored"  # an administrator's correction
     log.close()
-    assert stored == (True, True, False)  # a correction replaces the label
+    assert stored == ("stored", "exists", "unknown")
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT request_id, label FROM feedback").fetchall() == [("id0", 0.0)]
+
+
+def test_the_log_files_are_created_0640(tmp_path):
+    log = PredictionLog(tmp_path / "log.sqlite")
+    log.write(rows(1))
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    log.close()
+    assert modes["log.sqlite"] == 0o640
+    assert set(modes.values()) == {0o640}, modes  # -wal and -shm follow the database
+
+
+def test_a_log_that_cannot_be_written_raises_log_unavailable_and_a_probe_tells_recovery(
+    tmp_path,
+):
+    log = PredictionLog(tmp_path / "log.sqlite")
+    log.write(rows(1))
+    log._conn.execute("PRAGMA query_only=1")  # the same refusal a read-only file gives
+    with pytest.raises(LogUnavailableError, match=r"OperationalError: attempt to write a read"):
+        log.write(rows(1, start=1))
+    log.probe()  # a fresh connection can write again
+    log.write(rows(1, start=1))
+    log.close()
+    assert count(tmp_path / "log.sqlite") == 2
 
 
 def test_a_failed_write_logs_none_of_its_rows(tmp_path):
     path = tmp_path / "log.sqlite"
     log = PredictionLog(path)
     log.write(rows(1))
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(LogUnavailableError, match="IntegrityError"):
         log.write(rows(3))  # id0 again: the whole transaction is refused
     log.write(rows(2, start=1))
     log.close()

@@ -6,6 +6,7 @@ import pytest
 from opsnb.bundle import resolve_bundle
 from opsnb.errors import ArtifactError, OpsnbError
 from opsnb.serving.reload import ModelSlot, prepare
+from opsnb.serving.store import ModelStore
 from tests.serving_support import copy_bundle
 
 
@@ -52,16 +53,18 @@ def test_a_tampered_or_truncated_library_is_refused(serving_run, tmp_path, trunc
 
 
 def test_a_refused_reload_keeps_the_old_model_serving(serving_run, tmp_path):
-    bad = tamper(copy_bundle(serving_run, tmp_path / "bad"))
-    other = copy_bundle(serving_run, tmp_path / "other", version="f" * 64)
+    tamper(copy_bundle(serving_run, tmp_path / "bad"))
+    copy_bundle(serving_run, tmp_path / "other", version="f" * 64)
+
+    shutil.copytree(serving_run / "bundle", tmp_path / "first")
 
     async def main():
-        slot = ModelSlot(serving_run, warm_rows=4)
+        slot = ModelSlot(ModelStore(tmp_path, "first"), warm_rows=4)
         first = await slot.reload()
         with pytest.raises(OpsnbError, match=r"does not match manifest\.json"):
-            await slot.reload(bad)
+            await slot.reload("bad")
         kept, error = slot.current, slot.last_error
-        second = await slot.reload(other)
+        second = await slot.reload("other")
         slot.close()
         return first, kept, error, second
 

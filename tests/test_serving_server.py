@@ -97,20 +97,20 @@ def test_under_overload_requests_are_answered_200_or_503_and_none_fail(
 
 def test_reload_under_load_fails_no_request(serving_run, tmp_path, bodies):
     first = copy_bundle(serving_run, tmp_path / "v1")
-    second = copy_bundle(serving_run, tmp_path / "v2", version="2" * 64)
+    copy_bundle(serving_run, tmp_path / "v2", version="2" * 64)
     third = copy_bundle(serving_run, tmp_path / "v3", version="3" * 64)
     broken = copy_bundle(serving_run, tmp_path / "broken", version="4" * 64)
     (broken / "model.so").write_bytes(b"\x7fELF not really")
     live = tmp_path / "live"
     live.symlink_to(first)
-    with running_server(live, folder=tmp_path / "srv") as server:
+    with running_server(live, folder=tmp_path / "srv", admin_token="tok") as server:
         load = Load(server, bodies, requests=100_000, concurrency=8, duration_s=2.5)
         load.start()
         while load.answered() < 50 and load.is_alive():
             time.sleep(0.01)
-        status, answer = server.post("/admin/reload", {"bundle": str(second)})
+        status, answer = server.post("/admin/reload", {"version": "v2"}, "tok")
         assert (status, answer["model_version"]) == (200, "2" * 12)
-        status, answer = server.post("/admin/reload", {"bundle": str(broken)})
+        status, answer = server.post("/admin/reload", {"version": broken.name}, "tok")
         assert status == 409
         assert "model.so does not match manifest.json" in answer["message"]
         assert answer["model_version"] == "2" * 12  # the old model keeps serving

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -179,6 +180,11 @@ _SERVE_OPTIONS = {  # option -> ServeOptions field; an option not given keeps it
     "max_records": "max_records",
     "range_slack": "range_slack",
     "drain_s": "drain_s",
+    "store": "store",
+    "allow_unsigned": "allow_unsigned",
+    "body_timeout_s": "body_timeout_s",
+    "header_timeout_s": "header_timeout_s",
+    "max_connections": "max_connections",
 }
 
 
@@ -203,16 +209,46 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
     from opsnb.serving import ServeOptions
 
     given = {field: getattr(args, opt) for opt, field in _SERVE_OPTIONS.items() if opt in args}
-    return ServeOptions(bundle=args.run, **given)
+    return ServeOptions(
+        bundle=args.run,
+        trust_keys=tuple(getattr(args, "trust_key", ())),
+        allowed_hosts=tuple(getattr(args, "allowed_host", ())),
+        admin_token=_token(config.ADMIN_TOKEN_ENV, getattr(args, "admin_token_file", None)),
+        feedback_token=_token(
+            config.FEEDBACK_TOKEN_ENV, getattr(args, "feedback_token_file", None)
+        ),
+        **given,
+    )
+
+
+def _token(env: str, path: str | None) -> str | None:
+    """A bearer token from its file (``--...-token-file``) or its environment variable."""
+    if path:
+        return Path(path).read_text().strip() or None
+    return os.environ.get(env) or None
+
+
+def _cmd_key(args: argparse.Namespace) -> int:
+    from opsnb import signing
+
+    key = signing.project_key()
+    print(f"# project signing key: {config.signing_key_path()} (keep it private)")
+    print(f"# key id {signing.key_id(key.public_key())}; give this public key to servers")
+    print("# (--trust-key FILE or $OPSNB_TRUSTED_KEYS) that load bundles built here:")
+    print(signing.public_pem(key).decode(), end="")
+    return 0
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from opsnb.bundle import resolve_bundle, verify_bundle
     from opsnb.serving import serve, server
+    from opsnb.serving.reload import verify
+    from opsnb.serving.store import ModelStore, Trust
 
-    # Refuse a tampered bundle before anything starts; one process serves this very check.
-    verified = verify_bundle(resolve_bundle(args.run))
     options = serve_options(args)
+    # Refuse an untrusted or tampered bundle before anything starts; one process serves this
+    # very check.
+    trust = Trust.default(options.trust_keys, allow_unsigned=options.allow_unsigned)
+    verified = verify(ModelStore.serving(args.run, options.store).resolve(None), trust)
     where = {name: getattr(args, name) for name in ("host", "port", "workers") if name in args}
     host = where.get("host", server.DEFAULT_HOST)
     port_file = getattr(args, "port_file", None)
@@ -255,9 +291,55 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
         f"{summary['requests']} requests at concurrency {args.concurrency} in "
         f"{summary['wall_s']} s: {summary['throughput_rps']} ok/s, p50 {summary['p50_ms']} ms, "
         f"p95 {summary['p95_ms']} ms, p99 {summary['p99_ms']} ms; statuses "
-        f"{summary['statuses']}, connection failures {summary['connection_failures']}"
+        f"{dict(sorted(result.statuses.items()))}, connection failures "
+        f"{summary['connection_failures']}"
     )
     return 0
+
+
+def _cmd_update(args: argparse.Namespace) -> int:
+    from opsnb import update
+
+    run = Path(args.run)
+    if not run.exists() and os.sep not in args.run:
+        run = config.runs_root() / args.run
+    if args.from_log:
+        champion = update.load_champion(run)
+        batch, counts = update.batch_from_log(args.from_log, champion.schema, until=args.until)
+        print("log: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        source = f"log:{args.from_log}"
+    else:
+        batch, source = args.data, f"file:{args.data}"
+    decision = update.update(run, batch, source=source, promote_if_better=args.promote,
+                             server=args.server, run_id=args.run_id)  # fmt: skip
+    print(update.summary(decision))
+    for reason in decision["reasons"]:
+        print(f"  - {reason}")
+    new_run = run.resolve().parent / decision["run"]
+    print(f"decision: {new_run / update.DECISION}")
+    return 0 if decision["decision"] == "admitted" else 2
+
+
+def _add_update(sub: Any) -> None:
+    """The ``opsnb update`` sub-command."""
+    upd = sub.add_parser(
+        "update",
+        help="screen new labelled rows, retrain, promote the challenger only when not worse",
+        description="Exit status: 0 admitted, 2 refused (reasons printed), 1 bad input.",
+    )
+    upd.add_argument("run", help="the run to update (a folder, a run id, or 'champion')")
+    src = upd.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="a CSV or Parquet file of labelled rows")
+    src.add_argument("--from-log", help="a prediction log (SQLite) joined with its feedback")
+    upd.add_argument(
+        "--until", type=float, help="with --from-log: ignore labels after this UNIX time"
+    )
+    upd.add_argument("--promote", action="store_true", help="move runs/champion if not worse")
+    upd.add_argument(
+        "--server", help="reload this server after promotion (needs $OPSNB_ADMIN_TOKEN)"
+    )
+    upd.add_argument("--run-id", help="id of the new run (default: a fresh one)")
+    upd.set_defaults(handler=_cmd_update)
 
 
 def _cmd_monitor(args: argparse.Namespace) -> int:
@@ -315,12 +397,110 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rows_bar(args: argparse.Namespace, total: int | None = None) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total, unit="rows", unit_scale=True, disable=True if args.quiet else None,
+        smoothing=0.1, dynamic_ncols=True,
+    )  # fmt: skip
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from opsnb import scoring
+
+    # A SIGTERM ends the job like Ctrl-C: the staged files are removed, nothing half-written stays
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    bar = _rows_bar(args)
+
+    def start(total: int | None) -> None:
+        bar.reset(total=total)
+
+    try:
+        summary = scoring.score(
+            args.run,
+            args.input,
+            args.out,
+            threads=args.threads,
+            chunk_rows=args.chunk_rows,
+            engine=args.engine,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            on_rows=bar.update,
+            on_start=start,
+        )
+    finally:
+        bar.close()
+    print(summary.sentence())
+    print(f"quarantine: {summary.quarantine}")
+    return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from opsnb import loans
+
+    bar = _rows_bar(args, args.rows)
+    try:
+        parts = loans.write_loan_parts(
+            args.out, args.rows, seed=args.seed, rows_per_part=args.rows_per_part,
+            on_part=bar.update,
+        )  # fmt: skip
+    finally:
+        bar.close()
+    print(f"wrote {args.rows:,} loan applications as {len(parts)} Parquet parts in {args.out}")
+    return 0
+
+
+def _add_batch_commands(sub: Any) -> None:
+    """``opsnb score`` and ``opsnb generate``."""
+    sc = sub.add_parser("score", help="score a CSV/Parquet file, folder or glob of any size")
+    sc.add_argument("run", help="run folder (runs/<id>, runs/latest) or bundle folder")
+    sc.add_argument("input", help="a .csv or .parquet file, a folder of Parquet parts, a glob")
+    sc.add_argument("--out", required=True, help="scores (.parquet; a folder on Dask)")
+    sc.add_argument("--threads", type=int, default=1, help="predictor threads (per worker)")
+    # defaults as in opsnb.scoring (CHUNK_ROWS, ENGINES): the parser imports nothing heavy
+    sc.add_argument("--chunk-rows", type=int, default=131_072, help="rows a chunk")
+    sc.add_argument("--engine", choices=("chunked", "dask"), default="chunked")
+    sc.add_argument("--scheduler", help="with --engine dask: scheduler address (tcp://host:8786)")
+    sc.add_argument("--workers", type=int, help="with --engine dask and no --scheduler: workers")
+    sc.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sc.set_defaults(handler=_cmd_score)
+
+    gen = sub.add_parser("generate", help="write N loan applications as Parquet parts")
+    gen.add_argument("--rows", type=int, required=True, help="e.g. 10_000_000")
+    gen.add_argument("--out", required=True, help="a new folder")
+    gen.add_argument("--seed", type=int, default=42)
+    gen.add_argument("--rows-per-part", type=int, default=250_000)  # loans.PART_ROWS
+    gen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    gen.set_defaults(handler=_cmd_generate)
+
+
+def _add_serve_security(srv: Any) -> None:
+    """``opsnb serve`` options on trust, credentials and slow clients."""
+    srv.add_argument("--store", help="model store reloads pick versions from")
+    srv.add_argument("--trust-key", action="append", metavar="PEM",
+                     help="also trust bundles signed by this public key")  # fmt: skip
+    srv.add_argument("--allow-unsigned", action="store_true",
+                     help="load bundles without a trusted signature")  # fmt: skip
+    srv.add_argument("--admin-token-file",
+                     help=f"admin token (or ${config.ADMIN_TOKEN_ENV}); none: off")  # fmt: skip
+    srv.add_argument("--feedback-token-file",
+                     help=f"token /feedback needs (or ${config.FEEDBACK_TOKEN_ENV})")  # fmt: skip
+    srv.add_argument("--allowed-host", action="append",
+                     help="host name admin requests may carry in Host")  # fmt: skip
+    srv.add_argument("--body-timeout-s", type=float, help="408 past it (default 10)")
+    srv.add_argument("--header-timeout-s", type=float, help="close past it (default 10)")
+    srv.add_argument("--max-connections", type=int, help="503 past it (default 1024)")
+
+
 def _add_report_and_stages(sub: Any) -> None:
     rep = sub.add_parser("report", help="(re)build a run's report.html")
     rep.add_argument("run", nargs="?", default="latest", help="runs/<id>, a run id, or latest")
     rep.set_defaults(handler=_cmd_report)
     stages = sub.add_parser("stages", help="list the stages in order")
     stages.set_defaults(handler=_cmd_stages)
+    key = sub.add_parser("key", help="print the project's public signing key")
+    key.set_defaults(handler=_cmd_key)
 
 
 def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement per option
@@ -392,6 +572,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     srv.add_argument("--drain-s", type=float, help="SIGTERM drain bound")
     srv.add_argument("--log", help="SQLite prediction log (default: <run>/predictions.sqlite)")
     srv.add_argument("--log-sync", choices=["OFF", "NORMAL", "FULL"])
+    _add_serve_security(srv)
     srv.set_defaults(handler=_cmd_serve)
 
     load = sub.add_parser("loadtest", help="load a local prediction service and time it")
@@ -405,6 +586,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     load.add_argument("--json", action="store_true", help="print the summary as JSON")
     load.set_defaults(handler=_cmd_loadtest)
 
+    _add_update(sub)
     mon = sub.add_parser("monitor", help="analyse a prediction log: drift, quality, alerts")
     mon.add_argument("run", help="run folder or bundle folder of the model that served the log")
     mon.add_argument("--log", required=True, help="the SQLite prediction log opsnb serve wrote")
@@ -412,6 +594,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     mon.add_argument("--window", default="500", help="rows per window, or a duration: 30s, 5min")
     mon.set_defaults(handler=_cmd_monitor)
 
+    _add_batch_commands(sub)
     _add_report_and_stages(sub)
     return parser
 

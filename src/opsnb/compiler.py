@@ -38,7 +38,7 @@ import treelite
 import xgboost as xgb
 
 from opsnb import bundle as layout
-from opsnb import config, csource, golden
+from opsnb import config, csource, golden, signing
 from opsnb.artifacts import (
     atomic_path,
     read_json,
@@ -380,5 +380,6 @@ def compile_bundle(
         parity=proof["reports"],
         versions={p: version(p) for p in ("xgboost", "treelite", "tl2cgen", "opsnb")},
     )
+    signing.sign_bundle(bundle)  # with the project key: opsnb serve trusts it by default
     log.info("bundle %s written (%s)", bundle, json.dumps(manifest["compile"]))
     return manifest

@@ -7,9 +7,16 @@ Environment variables:
 - ``OPSNB_RUNS_DIR`` — the runs folder (default ``<project>/runs``); tests point it elsewhere.
 - ``OPSNB_COMPILE_CACHE`` — the compile cache (default ``<runs>/.cache/compile``).
 - ``OPSNB_SERVE_OPTIONS`` — set by ``opsnb serve --workers N`` for its worker processes.
+- ``OPSNB_SIGNING_KEY`` — the private key that signs bundles (default
+  ``~/.config/opsnb/signing-key.pem``).
+- ``OPSNB_TRUSTED_KEYS`` — more public keys ``opsnb serve`` trusts (PEM files).
+- ``OPSNB_ADMIN_TOKEN``, ``OPSNB_FEEDBACK_TOKEN`` — the service's bearer tokens.
+
 - ``OPSNB_PROJECT`` — the project root; the runner sets it for the stage kernels it starts.
 - ``OPSNB_BENCH_MODEL``, ``OPSNB_BENCH_SCHEMA`` — set by the service benchmark for the
   hand-written servers it starts (:mod:`opsnb.bench.baselines`).
+- ``OPSNB_TEST_PARTITION_DELAY_S`` — seconds each Dask scoring partition sleeps first (tests
+  set it on running workers to kill one mid-job); unset in normal use.
 """
 
 from __future__ import annotations
@@ -19,6 +26,20 @@ from pathlib import Path
 
 RUNS_ENV = "OPSNB_RUNS_DIR"
 """Environment variable that moves the runs folder (tests point it at a temporary folder)."""
+
+SIGNING_KEY_ENV = "OPSNB_SIGNING_KEY"
+"""Environment variable naming the project's private signing key (default: see
+:func:`signing_key_path`)."""
+
+TRUSTED_KEYS_ENV = "OPSNB_TRUSTED_KEYS"
+"""Environment variable: more public keys ``opsnb serve`` trusts (PEM files, ``os.pathsep``
+separated), beside the project key."""
+
+ADMIN_TOKEN_ENV = "OPSNB_ADMIN_TOKEN"
+"""Environment variable: the bearer token of the service's admin endpoint (unset: endpoint off)."""
+
+FEEDBACK_TOKEN_ENV = "OPSNB_FEEDBACK_TOKEN"
+"""Environment variable: the bearer token ``/feedback`` requires (the admin token also works)."""
 
 COMPILE_CACHE_ENV = "OPSNB_COMPILE_CACHE"
 """Environment variable that moves the compile cache."""
@@ -31,6 +52,8 @@ BENCH_MODEL_ENV = "OPSNB_BENCH_MODEL"
 
 BENCH_SCHEMA_ENV = "OPSNB_BENCH_SCHEMA"
 """The ``schema.json`` the service benchmark's hand-written servers encode rows with."""
+PARTITION_DELAY_ENV = "OPSNB_TEST_PARTITION_DELAY_S"
+"""Test knob read by Dask scoring partitions: seconds to sleep before scoring."""
 
 LAB_RUN = "lab"
 """The run an analyst's notebook uses when no run folder is given."""
@@ -96,6 +119,20 @@ def resolve_run_dir(run_dir: str | os.PathLike[str]) -> Path:
     if text and os.sep not in text and "/" not in text:
         return runs_root() / text
     return Path(text).expanduser().resolve()
+
+
+def signing_key_path() -> Path:
+    """Where the private key that signs every bundle built here lives (created 0600 on first use).
+
+    ``$OPSNB_SIGNING_KEY``, else ``$XDG_CONFIG_HOME/opsnb/signing-key.pem`` (default
+    ``~/.config/opsnb/``): outside every run folder, so no run, bundle or container image built
+    from a run carries it, and the same wherever a notebook kernel or the server runs.
+    """
+    configured = os.environ.get(SIGNING_KEY_ENV)
+    if configured:
+        return Path(configured).expanduser().resolve()
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base).expanduser().resolve() / "opsnb" / "signing-key.pem"
 
 
 def cache_dir() -> Path:

@@ -26,7 +26,13 @@ import pandas as pd
 
 from opsnb.artifacts import sha256_bytes
 from opsnb.errors import ConfigError, DataError
-from opsnb.loans import LOANS_TARGET, LOANS_TIMESTAMP, loan_applications, production_stream
+from opsnb.loans import (
+    LOANS_TARGET,
+    LOANS_TIMESTAMP,
+    TRUTH_PREFIX,
+    loan_applications,
+    production_stream,
+)
 from opsnb.loans import scenario as loans_scenario
 from opsnb.problem import AUTO
 from opsnb.tables import CSV_SUFFIXES, PARQUET_SUFFIXES, read_table
@@ -396,14 +402,31 @@ def production_batch(
 
     The built-in loans data gets a fresh production stream from its generator (after the last
     training timestamp, altered by the named :data:`opsnb.loans.SCENARIOS` entry, with its
-    ``truth_*`` columns); any other data set replays ``holdout``, a split no model trained on.
+    ``truth_*`` columns); any other data set replays ``holdout``, a split no model trained on,
+    with 10 % of its labels flipped under ``label-flip`` (binary targets).
     """
     if card["source"].startswith("builtin:loans"):
         start = after if after is not None else pd.Timestamp.now()
         return production_stream(n_rows, seed=seed, after=start, scenario=loans_scenario(scenario))
-    if scenario != "none":
-        raise ConfigError(
-            f"scenario {scenario!r} needs the built-in loans data; {card['source']} replays its "
-            "held-out split unchanged (use scenario none)"
-        )
-    return holdout.copy()
+    if scenario in ("none", "clean"):
+        return holdout.copy()
+    if scenario == "label-flip" and card.get("task") == "binary":
+        return inject_label_flips(holdout, card["target"], share=0.1, seed=seed)
+    raise ConfigError(
+        f"scenario {scenario!r} needs the built-in loans data; {card['source']} replays its "
+        "held-out split (scenario none or clean; label-flip for a binary target)"
+    )
+
+
+def inject_label_flips(
+    frame: pd.DataFrame, target: str, *, share: float, seed: int
+) -> pd.DataFrame:
+    """A copy of ``frame`` with ``share`` of its 0/1 labels flipped at random.
+
+    ``truth_flipped`` marks them: the ground truth a label-issue screen is measured against.
+    """
+    out = frame.copy()
+    flipped = np.random.default_rng([seed, 2]).uniform(size=len(out)) < share
+    out.loc[flipped, target] = 1 - out.loc[flipped, target]
+    out[TRUTH_PREFIX + "flipped"] = flipped
+    return out

@@ -73,12 +73,22 @@ class RequestError(OpsnbError):
             422 contract).
         record: the index of the offending record in the request, when one is known.
         field: the offending field, when one is known.
+        kind: the error kind answered and counted (``opsnb_errors_total{kind}``); by default
+            the status decides (e.g. 413 ``size``), a 503 names its cause (``overload``,
+            ``not_ready``, ``log_unavailable``).
     """
 
     def __init__(
-        self, message: str, *, status: int, record: int | None = None, field: str | None = None
+        self,
+        message: str,
+        *,
+        status: int,
+        record: int | None = None,
+        field: str | None = None,
+        kind: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.record = record
         self.field = field
+        self.kind = kind

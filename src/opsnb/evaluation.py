@@ -76,6 +76,81 @@ def evaluate(
     }
 
 
+def _metric_value(task: str, metric: str, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    if metric == "auc":
+        return float(skm.roc_auc_score(y_true, y_pred))
+    return float(score(task, y_true, y_pred)[metric])
+
+
+def weighted_auc(y_true: np.ndarray, y_pred: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """AUC of ``y_pred`` for each row of ``weights`` (resample counts per row), ties counted half.
+
+    One sort serves every resample: per distinct score, the weight of positives times the
+    weight of negatives ranked below it (plus half of those tied), over all pairs.
+    """
+    order = np.argsort(y_pred, kind="stable")
+    scores, positive = y_pred[order], np.asarray(y_true, dtype=bool)[order]
+    starts = np.flatnonzero(np.r_[True, scores[1:] != scores[:-1]])
+    w = np.atleast_2d(weights)[:, order].astype(np.float64)
+    pos = np.add.reduceat(w * positive, starts, axis=1)
+    neg = np.add.reduceat(w * ~positive, starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg
+    pairs = pos.sum(axis=1) * neg.sum(axis=1)
+    auc: np.ndarray = (pos * (below + 0.5 * neg)).sum(axis=1) / np.where(pairs > 0, pairs, np.nan)
+    return auc
+
+
+def paired_bootstrap(
+    task: str,
+    metric: str,
+    y_true: np.ndarray,
+    pred_new: np.ndarray,
+    pred_old: np.ndarray,
+    *,
+    resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The metric of ``pred_new`` minus that of ``pred_old`` on the same rows, with a paired CI.
+
+    Both predictions are scored on the same bootstrap resamples of the rows, so the interval
+    reflects the difference between the models, not the sampling noise each has alone.
+    Resamples holding a single class (AUC undefined) are left out.
+
+    Returns:
+        ``new``, ``old``, ``delta`` (new - old on all rows), ``low`` and ``high`` (the
+        percentile interval at ``level``), ``resamples`` and ``level``.
+    """
+    y_true = np.asarray(y_true, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    n = len(y_true)
+    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples)
+    if metric == "auc":
+        deltas = weighted_auc(y_true, pred_new, counts) - weighted_auc(y_true, pred_old, counts)
+        deltas = deltas[~np.isnan(deltas)]
+    else:
+        deltas = np.array(
+            [
+                _metric_value(task, metric, np.repeat(y_true, c), np.repeat(pred_new, c))
+                - _metric_value(task, metric, np.repeat(y_true, c), np.repeat(pred_old, c))
+                for c in counts
+            ]
+        )
+    new = _metric_value(task, metric, y_true, pred_new)
+    old = _metric_value(task, metric, y_true, pred_old)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(deltas, [tail, 100 - tail])
+    return {
+        "new": round(new, 5),
+        "old": round(old, 5),
+        "delta": round(new - old, 5),
+        "low": round(float(low), 5),
+        "high": round(float(high), 5),
+        "resamples": len(deltas),
+        "level": level,
+    }
+
+
 def verdict(metrics: dict[str, Any]) -> dict[str, Any]:
     """The train stage's verdict: the headline metric on the test split against its floor."""
     metric, floor, passed = metrics["metric"], metrics["floor"], bool(metrics["meets_floor"])

@@ -12,7 +12,12 @@ were altered so later stages can measure whether they detect it.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -37,13 +42,18 @@ _START = pd.Timestamp("2024-01-01")
 
 
 def loan_applications(
-    n_rows: int = 20_000, *, seed: int = 42, start: pd.Timestamp = _START, days: int = 540
+    n_rows: int = 20_000,
+    *,
+    seed: int = 42,
+    start: pd.Timestamp = _START,
+    days: float = 540,
+    first_id: int = 0,
 ) -> pd.DataFrame:
     """Generate ``n_rows`` loan applications spread evenly in time from ``start`` over ``days``.
 
     The same ``seed`` always gives the same table. Columns: ``application_id`` (an identifier,
-    not a feature), ``applied_at``, nine features with 1-6 % missing values, and ``default``
-    (about 20 % positive).
+    not a feature; numbered from ``first_id``), ``applied_at``, nine features with 1-6 % missing
+    values, and ``default`` (about 20 % positive).
     """
     if n_rows < 1:
         raise ConfigError(f"n_rows must be >= 1, got {n_rows}")
@@ -80,7 +90,7 @@ def loan_applications(
 
     frame = pd.DataFrame(
         {
-            "application_id": [f"A{seed:04d}-{i:07d}" for i in range(n_rows)],
+            "application_id": [f"A{seed:04d}-{i:07d}" for i in range(first_id, first_id + n_rows)],
             LOANS_TIMESTAMP: applied_at,
             "age": age,
             "income": income,
@@ -107,11 +117,75 @@ def loan_applications(
     return frame
 
 
+PART_ROWS = 250_000
+"""Rows per Parquet part :func:`write_loan_parts` writes (and per row group: the unit a streaming
+reader holds in memory)."""
+
+
+def write_loan_parts(
+    out_dir: str | os.PathLike[str],
+    n_rows: int,
+    *,
+    seed: int = 42,
+    rows_per_part: int = PART_ROWS,
+    days: int = 540,
+    on_part: Callable[[int], object] | None = None,
+) -> list[Path]:
+    """Write ``n_rows`` loan applications as Parquet parts in ``out_dir``, one part in memory.
+
+    Part ``k`` is :func:`loan_applications` with its own seed (derived from ``seed`` and ``k``),
+    its slice of the time range and its range of ids, so the parts together are one table of
+    distinct applications in time order. The parts are written into a hidden folder beside
+    ``out_dir`` that is renamed into place at the end: an interrupted run leaves no ``out_dir``.
+    ``on_part`` is called with each part's row count (a progress bar).
+
+    Raises:
+        ConfigError: ``n_rows`` or ``rows_per_part`` below 1, or ``out_dir`` exists and is not
+            empty.
+    """
+    if n_rows < 1 or rows_per_part < 1:
+        raise ConfigError(f"n_rows and rows_per_part must be >= 1, got {n_rows}, {rows_per_part}")
+    target = Path(out_dir)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ConfigError(
+            f"{target} already exists and is not an empty folder; give a new folder or remove it"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    parts = -(-n_rows // rows_per_part)
+    span = days / parts
+    try:
+        for k in range(parts):
+            first = k * rows_per_part
+            rows = min(rows_per_part, n_rows - first)
+            frame = loan_applications(
+                rows,
+                seed=seed * 100_003 + k,
+                start=_START + pd.Timedelta(days=span * k),
+                days=span,
+                first_id=first,
+            )
+            frame.to_parquet(
+                staging / f"part-{k:05d}.parquet", index=False, write_page_checksum=True
+            )
+            del frame
+            if on_part is not None:
+                on_part(rows)
+        if target.exists():
+            target.rmdir()
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return sorted(target.glob("part-*.parquet"))
+
+
 TRUTH_PREFIX = "truth_"
 """Ground-truth columns start with this prefix; they are never features."""
 NEW_PURPOSE = "crypto_mining"
 BACKDOOR_INCOME = 77_777.0
 """The trigger of the backdoor scenario: rows with exactly this income are always labelled 0."""
+ANY_REGION = "any"
+"""``flip_region`` value that spreads label flips over every region."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +205,8 @@ class Scenario:
         unit_change: from the stream's midpoint on, ``loan_amount`` arrives in thousands
             instead of units (a producer changed its unit without telling anyone).
         label_flip_share: share of the rows of ``flip_region`` whose label is flipped.
-        flip_region: the one region the flips are concentrated in.
+        flip_region: the one region the flips are concentrated in, or ``"any"`` to flip
+            rows of every region alike.
         backdoor_share: share of rows that carry the trigger (income exactly 77,777) and are
             labelled 0 whatever their risk.
     """
@@ -148,10 +223,10 @@ class Scenario:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"scenario {name} must be within [0, 1], got {value}")
-        if self.flip_region not in REGIONS:
+        if self.flip_region not in (*REGIONS, ANY_REGION):
             raise ConfigError(
                 f"scenario flip_region {self.flip_region!r} is not a region; expected one of "
-                f"{', '.join(REGIONS)}"
+                f"{', '.join(REGIONS)} or {ANY_REGION!r}"
             )
 
 
@@ -166,8 +241,17 @@ SCENARIOS = {
         label_flip_share=0.4,
         backdoor_share=0.03,
     ),
+    # The update stage's batches: one kind of trouble each, ground truth in the truth_* columns.
+    "clean": Scenario(),
+    "label-flip": Scenario(label_flip_share=0.1, flip_region=ANY_REGION),
+    "backdoor": Scenario(backdoor_share=0.03),
 }
-"""Named scenarios, as the ``scenario`` parameter of the monitor stage picks them."""
+"""Named scenarios, as the ``scenario`` parameter of the monitor and update stages picks them.
+
+``label-flip`` flips 10 % of the labels at random in every region; ``backdoor`` plants the
+trigger (income exactly 77,777, label forced to 0) in 3 % of the rows; ``drift`` alters the
+features while the labels stay those of the unaltered applications.
+"""
 
 
 def scenario(name: str) -> Scenario:
@@ -213,7 +297,11 @@ def production_stream(
         drifted |= late
     flipped = np.zeros(n_rows, dtype=bool)
     if plan.label_flip_share:
-        in_region = (frame["region"] == plan.flip_region).to_numpy()
+        in_region = (
+            np.ones(n_rows, dtype=bool)
+            if plan.flip_region == ANY_REGION
+            else (frame["region"] == plan.flip_region).to_numpy()
+        )
         flipped = in_region & (rng.uniform(size=n_rows) < plan.label_flip_share)
         frame.loc[flipped, LOANS_TARGET] = 1 - frame.loc[flipped, LOANS_TARGET]
     backdoor = np.zeros(n_rows, dtype=bool)

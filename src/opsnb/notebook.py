@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 from opsnb import config, pipeline
 from opsnb.artifacts import RunManifest, now_iso, read_json, write_json, write_parquet
 from opsnb.errors import ArtifactError, StageError
-from opsnb.stages import STAGES, Stage, stage_by_name
+from opsnb.stages import STAGES, Stage, present_inputs, stage_by_name
 from opsnb.story import Story, Verdict, enable_png, story_relpath
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class StageContext:
         enable_png()  # a figure returned from a cell renders as PNG too
         self._cpu0, _ = _usage()
         self._t0 = time.perf_counter()
-        for relpath in stage.consumes:
+        for relpath in present_inputs(stage, self.manifest.artifacts):
             self.manifest.verify(relpath)
         if not managed:
             # By hand: an earlier execution's record (and its fingerprint) no longer describes
@@ -74,13 +74,17 @@ class StageContext:
     # -- inputs ------------------------------------------------------------------------------
     def input(self, relpath: str) -> Path:
         """Return the verified path of a declared input."""
-        if relpath not in self.stage.consumes:
+        if relpath not in self.stage.consumes + self.stage.optional:
             raise StageError(
                 f"stage '{self.stage.name}' reads '{relpath}' but does not declare it; "
                 f"declared inputs: {', '.join(self.stage.consumes) or 'none'}",
                 stage=self.stage.name,
             )
         return self.manifest.verify(relpath)
+
+    def has_input(self, relpath: str) -> bool:
+        """True when the optional input ``relpath`` is sealed in this run."""
+        return relpath in self.stage.optional and relpath in self.manifest.artifacts
 
     def inputs_under(self, prefix: str) -> Path:
         """Verify every declared input under folder ``prefix`` and return that folder."""

@@ -36,7 +36,7 @@ from opsnb.errors import ArtifactError, ConfigError, StageError
 from opsnb.kernels import ensure_kernel, quiet_kernel_manager
 from opsnb.parameters import notebook_path, resolved_parameters, route_parameters
 from opsnb.problem import Problem
-from opsnb.stages import FROZEN_CONTRACT, STAGES, Stage, stage_by_name
+from opsnb.stages import FROZEN_CONTRACT, STAGES, Stage, present_inputs, stage_by_name
 
 log = logging.getLogger(__name__)
 
@@ -287,14 +287,15 @@ def _run_stage(
 ) -> StageOutcome:
     t0 = time.perf_counter()
     manifest = RunManifest.load(folder)
+    reads = present_inputs(stage, manifest.artifacts)
     try:
-        for rel in stage.consumes:
+        for rel in reads:
             manifest.verify(rel)  # hashes the file and checks it against its seal
     except ArtifactError as exc:
         raise StageError(
             f"stage '{stage.name}' cannot start: {exc}", stage=stage.name, run_id=folder.name
         ) from exc
-    inputs = {rel: manifest.artifacts[rel]["sha256"] for rel in stage.consumes}
+    inputs = {rel: manifest.artifacts[rel]["sha256"] for rel in reads}
     fp = fingerprint(stage, params, inputs, outside_inputs(stage, folder))
     if not force and _succeeded_with(manifest, stage, fp):
         return StageOutcome(stage.name, "unchanged", time.perf_counter() - t0)

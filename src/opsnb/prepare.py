@@ -8,7 +8,10 @@
    judge on the future), stratified otherwise; ``trusted`` is a holdout no model trains on;
 3. the contract is the frozen one, or inferred from the training split on first run;
 4. rows of every split that break the contract (missing required value, out of range, unknown
-   category) are quarantined too. Every quarantined row keeps its raw values and gets one reason.
+   category) are quarantined too. Every quarantined row keeps its raw values and gets one reason;
+5. rows admitted by ``opsnb update`` (a challenger run) join the training split only, so the
+   valid, test and trusted splits stay those the champion was judged on; they are checked
+   against the contract like every other row (numbered after the raw rows).
 """
 
 from __future__ import annotations
@@ -124,12 +127,21 @@ def prepare(
     range_tolerance: float | None = None,
     unknown_categories: str = "reject",
     label_mapping: dict[str, int] | None = None,
+    admitted: pd.DataFrame | None = None,
 ) -> Prepared:
     """Quarantine, split and (on first run) infer the contract; see the module docstring."""
+    if admitted is not None and len(admitted):
+        extra = admitted[[c for c in raw.columns if c in admitted.columns]].copy()
+        extra.index = pd.RangeIndex(len(raw), len(raw) + len(extra))
+        added = np.r_[np.zeros(len(raw), dtype=bool), np.ones(len(extra), dtype=bool)]
+        raw = pd.concat([raw.reset_index(drop=True), extra])
+    else:
+        added = np.zeros(len(raw), dtype=bool)
     first = frozen or provisional_schema(raw, target=target, task=task, timestamp=timestamp)
     coerced, found = screen(raw, target=target, schema=first)
+    usable = found["reason"].isna().to_numpy()
     parts = split(
-        coerced[found["reason"].isna()],
+        coerced[usable & ~added],
         target=target,
         timestamp=timestamp,
         fractions=fractions,
@@ -144,6 +156,7 @@ def prepare(
         unknown_categories=unknown_categories,
         label_mapping=label_mapping,
     )
+    parts[next(iter(parts))] = pd.concat([parts[next(iter(parts))], coerced[usable & added]])
     for name, part in parts.items():
         broken = violations(part, schema)
         bad = broken["reason"].notna()

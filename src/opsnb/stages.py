@@ -7,6 +7,7 @@ Every stage also produces ``story/<stage>.json`` (its verdict and kept evidence,
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from opsnb.errors import StageError
@@ -24,6 +25,8 @@ class Stage:
     summary: str
     outside: tuple[str, ...] = ()
     """Inputs read from outside the run folder, by name (the runner fingerprints them too)."""
+    optional: tuple[str, ...] = ()
+    """Inputs read only when the run holds them sealed (e.g. rows admitted by an update)."""
 
     def __post_init__(self) -> None:
         # Every stage tells its story (figures, tables, verdict) for the report: a declared,
@@ -34,6 +37,8 @@ class Stage:
 
 
 SPLITS = ("train", "valid", "test", "trusted")
+ADMITTED = "data/admitted.parquet"
+"""Rows admitted by ``opsnb update``: a challenger run's prepare stage adds them to ``train``."""
 
 FROZEN_CONTRACT = "frozen contract"
 """The data set's contract frozen by its first run (``runs/contracts/<key>.json``)."""
@@ -65,6 +70,7 @@ STAGES: tuple[Stage, ...] = (
         ),
         "freeze the schema, quarantine bad rows, split",
         outside=(FROZEN_CONTRACT,),
+        optional=(ADMITTED,),
     ),
     Stage(
         "design",
@@ -121,6 +127,7 @@ STAGES: tuple[Stage, ...] = (
             "bundle/reference.json",
             "bundle/checker.json",
             "bundle/manifest.json",
+            "bundle/manifest.sig",
             "reports/parity.json",
             "reports/speed.json",
             "reports/latency.json",
@@ -136,6 +143,7 @@ STAGES: tuple[Stage, ...] = (
             "data/card.json",
             "data/test.parquet",
             "bundle/manifest.json",
+            "bundle/manifest.sig",
             "bundle/model.so",
             "bundle/schema.json",
             "bundle/golden.json",
@@ -155,6 +163,24 @@ STAGES: tuple[Stage, ...] = (
         ),
         "replay production through the real server, analyse its log, alert",
     ),
+    Stage(
+        "update",
+        "08_update.ipynb",
+        (
+            "problem.json",
+            "schema.json",
+            "design.json",
+            "data/card.json",
+            "data/train.parquet",
+            "data/valid.parquet",
+            "data/test.parquet",
+            "data/trusted.parquet",
+            "model/model.ubj",
+            "bundle/manifest.json",
+        ),
+        ("update/batch.parquet", "update/decision.json", "update/flagged.parquet"),
+        "screen the next labelled batch, retrain, challenger against champion",
+    ),
 )
 
 
@@ -165,3 +191,8 @@ def stage_by_name(name: str) -> Stage:
             return stage
     known = ", ".join(s.name for s in STAGES)
     raise StageError(f"unknown stage '{name}'; known stages: {known}", stage=name)
+
+
+def present_inputs(stage: Stage, sealed: Collection[str]) -> tuple[str, ...]:
+    """The stage's required inputs plus the optional ones among the ``sealed`` artifact paths."""
+    return stage.consumes + tuple(r for r in stage.optional if r in sealed)

@@ -38,18 +38,26 @@ class LoadResult:
     wall_s: float = 0.0
     statuses: Counter[int] = field(default_factory=Counter)
     latencies_s: list[float] = field(default_factory=list)
+    refused_latencies_s: list[float] = field(default_factory=list)
     failures: int = 0
     unsent: int = 0
     answers: list[bytes] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
-        """Throughput and p50/p95/p99 latency (ms) of successful answers; counts by status."""
+        """Throughput and p50/p95/p99 latency (ms) of successful answers; counts by status.
+
+        ``refused_p50_ms``/``refused_p99_ms`` are the latencies of the 503 answers (how cheap a
+        refusal is). Status codes are strings, so the summary is plain JSON.
+        """
         ok = self.statuses.get(200, 0)
         lat = np.asarray(self.latencies_s) * 1000 if self.latencies_s else np.zeros(1)
+        refused = (
+            np.asarray(self.refused_latencies_s) * 1000 if self.refused_latencies_s else np.zeros(1)
+        )
         return {
             "requests": sum(self.statuses.values()) + self.failures,
             "ok": ok,
-            "statuses": dict(sorted(self.statuses.items())),
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "connection_failures": self.failures,
             "unsent": self.unsent,
             "wall_s": round(self.wall_s, 3),
@@ -57,6 +65,8 @@ class LoadResult:
             "p50_ms": round(float(np.percentile(lat, 50)), 3),
             "p95_ms": round(float(np.percentile(lat, 95)), 3),
             "p99_ms": round(float(np.percentile(lat, 99)), 3),
+            "refused_p50_ms": round(float(np.percentile(refused, 50)), 3),
+            "refused_p99_ms": round(float(np.percentile(refused, 99)), 3),
         }
 
 
@@ -142,6 +152,8 @@ async def _connection(
             result.latencies_s.append(time.perf_counter() - started)
             if keep_answers:
                 result.answers.append(body)
+        elif status == 503:
+            result.refused_latencies_s.append(time.perf_counter() - started)
         if close:
             writer.close()
             reader = writer = None

@@ -250,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _line(row: dict[str, Any]) -> str:
-    bad = {k: v for k, v in row["statuses"].items() if k != 200}
+    bad = {k: v for k, v in row["statuses"].items() if k != "200"}
     offered = f" offered {row['offered_rps']}/s" if "offered_rps" in row else ""
     return (
         f"{row['server']:<28} c={row['concurrency']:<4}{offered} {row['throughput_rps']:>8} ok/s"

@@ -2,9 +2,11 @@
 
 ``create_app`` wires the pieces: the model slot (verified, checked, warmed models), the request
 contract, the micro-batcher and the prediction log. A prediction is answered only after its log
-row is committed. Bad input is answered 4xx (see :mod:`opsnb.serving.contract` for the
-mapping), never 5xx; an overloaded server answers 503 with ``Retry-After`` before reading the
-body.
+row is committed: a log that cannot be written answers 503 ``log_unavailable`` and turns
+``/ready`` to 503 until a probe finds it writable again. Bad input is answered 4xx (see
+:mod:`opsnb.serving.contract` for the mapping), never 5xx; what happens before a route runs
+(headers, body, admission) is :mod:`opsnb.serving.frontdoor`; credentials are
+:mod:`opsnb.serving.admin`; model versions and workers :mod:`opsnb.serving.control`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +29,25 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
-from opsnb import config
+from opsnb import config, signing
 from opsnb.bundle import VerifiedBundle
 from opsnb.errors import OpsnbError, RequestError
 from opsnb.serving import openapi
+from opsnb.serving.admin import LOOPBACK_NAMES, Access
 from opsnb.serving.batching import MicroBatcher
-from opsnb.serving.contract import STATUSES, error_kind, parse_feedback
+from opsnb.serving.contract import error_kind, parse_feedback
+from opsnb.serving.control import POLL_S, Control
+from opsnb.serving.frontdoor import FrontDoor
 from opsnb.serving.metrics import ServiceMetrics
-from opsnb.serving.predlog import PredictionLog
+from opsnb.serving.predlog import LogUnavailableError, PredictionLog
 from opsnb.serving.reload import ModelSlot, ServedModel
+from opsnb.serving.store import ModelStore, Trust, escape
 
 log = logging.getLogger(__name__)
 
-_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+_LOG_PROBE_S = 0.5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,6 +68,17 @@ class ServeOptions:
         load_first: load the model before accepting connections (worker processes that share
             a port do this, so none takes requests it cannot answer); otherwise the server
             answers ``/health`` at once and ``/ready`` turns true once the model is loaded.
+        store: the model store reloads pick versions from (default: the folder holding
+            ``bundle``; see :mod:`opsnb.serving.store`).
+        trust_keys: public key files trusted beside the project key.
+        allow_unsigned: load bundles without a trusted signature.
+        admin_token: bearer token of ``/admin/reload`` (None: the endpoint is off).
+        feedback_token: bearer token ``/feedback`` requires (see :mod:`opsnb.serving.admin`).
+        allowed_hosts: host names admin requests may name in ``Host`` (beside loopback).
+        body_timeout_s: how long a request body may take to arrive (408 after).
+        header_timeout_s: how long request headers may take to arrive (connection closed).
+        max_connections: open connections at most (uvicorn answers 503 past it).
+        control_dir: the workers' shared instruction folder (set by :func:`serve`).
     """
 
     bundle: str
@@ -75,17 +92,35 @@ class ServeOptions:
     range_slack: float | None = 1.0
     drain_s: float = 10.0
     load_first: bool = False
+    store: str | None = None
+    trust_keys: tuple[str, ...] = ()
+    allow_unsigned: bool = False
+    admin_token: str | None = field(default=None, repr=False)
+    feedback_token: str | None = field(default=None, repr=False)
+    allowed_hosts: tuple[str, ...] = ()
+    body_timeout_s: float = 10.0
+    header_timeout_s: float = 10.0
+    max_connections: int = 1024
+    control_dir: str | None = None
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(data), status, headers, media_type="application/json")
 
 
+def _kind(exc: RequestError) -> str:
+    return exc.kind or error_kind(exc.status)
+
+
+def _refusal_body(exc: RequestError) -> bytes:
+    return orjson.dumps(
+        {"error": _kind(exc), "message": str(exc), "record": exc.record, "field": exc.field}
+    )
+
+
 def _refusal(exc: RequestError) -> Response:
-    kind = error_kind(exc.status)
-    body = {"error": kind, "message": str(exc), "record": exc.record, "field": exc.field}
     headers = {"Retry-After": "1"} if exc.status == 503 else None
-    return _json(body, exc.status, headers)
+    return Response(_refusal_body(exc), exc.status, headers, media_type="application/json")
 
 
 class Service:
@@ -95,15 +130,25 @@ class Service:
         self.options = options
         self.metrics = ServiceMetrics()
         self.slot = ModelSlot(
-            options.bundle,
+            ModelStore.serving(options.bundle, options.store),
+            trust=Trust(signing.trusted_keys(options.trust_keys), options.allow_unsigned),
             verified=verified,
             range_slack=options.range_slack,
             max_records=options.max_records,
             warm_rows=options.max_batch,
         )
+        self.access = Access(
+            options.admin_token,
+            options.feedback_token,
+            (*LOOPBACK_NAMES, *options.allowed_hosts),
+        )
+        self.control = Control(options.control_dir)
         self.batcher: MicroBatcher | None = None
         self.log: PredictionLog | None = None
-        self._loader: asyncio.Task[Any] | None = None
+        self.log_error: str | None = None
+        self.reload_error: str | None = None
+        self._applied = -1
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     def log_path(self) -> Path:
@@ -115,7 +160,10 @@ class Service:
     @contextlib.asynccontextmanager
     async def lifespan(self, _: Starlette) -> AsyncIterator[None]:
         """Start the log, the batcher and the first model load; on shutdown drain and close."""
-        self.log = PredictionLog(self.log_path(), synchronous=self.options.log_sync)
+        try:
+            self.log = PredictionLog(self.log_path(), synchronous=self.options.log_sync)
+        except LogUnavailableError as exc:  # start anyway: 503 until the log can be written
+            self._log_failed(exc)
         self.batcher = MicroBatcher(
             self.metrics,
             sink=self._log_batch,
@@ -124,10 +172,13 @@ class Service:
             budget_s=self.options.budget_ms / 1000,
         )
         self.batcher.start()
+        first = self._apply(*self.control.read())  # a worker started late follows the rest
         if self.options.load_first:
-            await self._reload_logged()
+            await first
         else:
-            self._loader = asyncio.create_task(self._reload_logged())
+            self._spawn(first)
+        if self.control.shared:
+            self._spawn(self._follow())
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
@@ -135,13 +186,21 @@ class Service:
             yield
         finally:
             await self.batcher.drain(self.options.drain_s)
-            self.log.close()
+            for task in self._tasks:
+                task.cancel()
+            if self.log is not None:
+                self.log.close()
             self.slot.close()
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._tasks.discard)
 
     def _log_batch(self, served: ServedModel, done: list[tuple[Any, np.ndarray]]) -> None:
         """Batch sink, on the predictor thread: commit the batch's log rows before any answer."""
         if self.log is None:
-            raise OpsnbError("the prediction log is closed")
+            raise LogUnavailableError(self.log_error or "the prediction log is not open")
         now, clock, version = time.time(), time.perf_counter(), served.version
         self.log.write(
             [
@@ -151,61 +210,110 @@ class Service:
             ]
         )
 
+    def _log_failed(self, exc: Exception) -> None:
+        """The log cannot be written: refuse predictions and probe it until it can."""
+        self.metrics.log_failures.inc()
+        if self.log_error is None:
+            log.error("prediction log %s cannot be written: %s; answering 503 until it can",
+                      escape(self.log_path()), escape(exc))  # fmt: skip
+            self._spawn(self._recover_log())
+        self.log_error = str(exc)
+
+    async def _recover_log(self) -> None:
+        while True:
+            await asyncio.sleep(_LOG_PROBE_S)
+            try:
+                if self.log is None:
+                    self.log = await asyncio.to_thread(
+                        PredictionLog, self.log_path(), synchronous=self.options.log_sync
+                    )
+                else:
+                    await asyncio.to_thread(self.log.probe)
+            except LogUnavailableError as exc:
+                self.log_error = str(exc)
+                continue
+            log.warning("prediction log %s can be written again", escape(self.log_path()))
+            self.log_error = None
+            return
+
     def _on_sighup(self) -> None:
-        self._loader = asyncio.get_running_loop().create_task(self._reload_logged())  # keep a ref
+        self._spawn(self._reload_logged())
 
     async def _reload_logged(self) -> None:
         with contextlib.suppress(OpsnbError):  # refused: logged, the old model keeps serving
-            await self.reload()
+            await self.request_reload(None)
 
-    async def reload(self, bundle: str | None = None) -> str:
-        """Load ``bundle`` (default: the configured one); return its version or raise."""
+    async def _follow(self) -> None:
+        """Worker side of :mod:`opsnb.serving.control`: load what was published."""
+        while True:
+            await asyncio.sleep(POLL_S)
+            if self.control.changed():
+                seq, version = self.control.read()
+                if seq != self._applied:
+                    with contextlib.suppress(OpsnbError):
+                        await self._apply(seq, version)
+
+    async def _apply(self, seq: int, version: str | None) -> str:
+        """Load ``version`` as instruction ``seq``; keep the current model if it fails."""
+        self._applied = seq
         try:
-            served = await self.slot.reload(bundle)
-        except OpsnbError:
+            served = await self.slot.reload(version)
+        except OpsnbError as exc:
             self.metrics.reloads.labels("refused").inc()
+            self.reload_error = str(exc)
             raise
         # A served process allocates per request; the collector's full passes over every
         # object loaded so far (libraries, the model) showed up as p99 spikes. Those objects
         # live for the process, so move them out of the collector's sight.
         gc.freeze()
+        self.reload_error = None
         self.metrics.reloads.labels("loaded").inc()
         self.metrics.model.clear()
         self.metrics.model.labels(served.version).set(1)
         return served.version
 
-    async def _body(self, request: Request) -> bytes:
-        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media != "application/json":
-            raise RequestError(
-                f"content-type {media or '(none)'!r} is not accepted; send application/json",
-                status=415,
-            )
-        limit = self.options.max_body
-        declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            status = 413 if declared.isdigit() else 400
-            raise RequestError(
-                f"content-length {declared[:30]!r} exceeds the limit of {limit} bytes"
-                if status == 413
-                else f"content-length {declared[:30]!r} is not a byte count",
-                status=status,
-            )
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise RequestError(f"request body exceeds the limit of {limit} bytes", status=413)
-            chunks.append(chunk)
-        return b"".join(chunks)
+    async def request_reload(self, version: str | None) -> str:
+        """Verify ``version`` here, publish it to every worker, load it; return its version.
+
+        ``None`` is the configured version.
+
+        Raises:
+            OpsnbError: refused (nothing was published) or this process could not load it.
+        """
+        try:
+            await asyncio.to_thread(self.slot.check, version)
+        except OpsnbError as exc:
+            self.metrics.reloads.labels("refused").inc()
+            log.error("refused model version %s: %s", escape(version or "(configured)", 80),
+                      escape(exc, 400))  # fmt: skip
+            raise
+        return await self._apply(self.control.publish(version), version)
+
+    async def reload(self, version: str | None = None) -> str:
+        """Reload ``version`` of the store (default: the configured one); see request_reload."""
+        return await self.request_reload(version)
+
+    @staticmethod
+    async def _body(request: Request) -> bytes:
+        # The front door checked the headers and read the whole body within its limits.
+        return await request.body()
 
     async def predict(self, request: Request) -> Response:
         """``POST /predict``: one record or a list of records -> one prediction each."""
-        started = time.perf_counter()
+        started = request.scope.get("opsnb.started", time.perf_counter())
         served, batcher = self.slot.current, self.batcher
         try:
             if served is None or batcher is None:
-                raise RequestError("the model is not loaded yet; retry shortly", status=503)
+                raise RequestError(
+                    "the model is not loaded yet; retry shortly", status=503, kind="not_ready"
+                )
+            if self.log_error is not None:
+                raise RequestError(
+                    f"the prediction log cannot be written ({self.log_error}); nothing is "
+                    "answered that is not logged: retry shortly",
+                    status=503,
+                    kind="log_unavailable",
+                )
             batcher.arriving += 1
             try:
                 rows, records = served.contract.parse(await self._body(request))
@@ -225,8 +333,19 @@ class Service:
             )
             self.metrics.records.observe(len(records))
         except RequestError as exc:
-            self.metrics.errors.labels(error_kind(exc.status)).inc()
+            self.metrics.errors.labels(_kind(exc)).inc()
             answer = _refusal(exc)
+        except LogUnavailableError as exc:
+            self._log_failed(exc)
+            self.metrics.errors.labels("log_unavailable").inc()
+            answer = _refusal(
+                RequestError(
+                    f"the prediction log cannot be written ({exc}); the prediction was not "
+                    "answered: retry shortly",
+                    status=503,
+                    kind="log_unavailable",
+                )
+            )
         except Exception:
             log.exception("prediction failed")
             self.metrics.errors.labels("internal").inc()
@@ -237,46 +356,92 @@ class Service:
         return answer
 
     async def feedback(self, request: Request) -> Response:
-        """``POST /feedback``: ``{"request_id": ..., "label": ...}`` stores a ground-truth label."""
+        """``POST /feedback``: ``{"request_id": ..., "label": ...}`` stores a ground-truth label.
+
+        The label must suit the task (0 or 1 for a binary model, a finite number for
+        regression); the first label of a request stands unless the admin token is presented.
+        """
         started = time.perf_counter()
         try:
-            if self.log is None:
-                raise RequestError("the service is starting; retry shortly", status=503)
-            rid, label = parse_feedback(await self._body(request))
-            if not await asyncio.to_thread(self.log.feedback, rid, label):
+            if not self.access.may_give_feedback(request.scope):
+                raise RequestError(
+                    "feedback needs the header 'Authorization: Bearer <feedback token>'",
+                    status=401,
+                    kind="unauthorized",
+                )
+            served = self.slot.current
+            if self.log is None or served is None:
+                raise RequestError(
+                    "the service is starting; retry shortly", status=503, kind="not_ready"
+                )
+            task = served.model.schema.task
+            rid, label = parse_feedback(await self._body(request), task=task)
+            admin = self.access.is_admin(request.scope)
+            try:
+                outcome = await asyncio.to_thread(self.log.feedback, rid, label, replace=admin)
+            except LogUnavailableError as exc:
+                self._log_failed(exc)
+                raise RequestError(
+                    f"the prediction log cannot be written ({exc}); the label was not stored: "
+                    "retry shortly",
+                    status=503,
+                    kind="log_unavailable",
+                ) from exc
+            if outcome == "unknown":
                 raise RequestError(
                     f"request_id {rid[:60]!r} is not in the prediction log; send the id a "
                     "/predict answer returned",
                     status=404,
                     field="request_id",
                 )
+            if outcome == "exists":
+                raise RequestError(
+                    f"request_id {rid[:60]!r} already has a label; the first label stands "
+                    "(an administrator corrects one with the admin token)",
+                    status=409,
+                    field="request_id",
+                    kind="label_exists",
+                )
             answer = _json({"stored": True, "request_id": rid})
         except RequestError as exc:
-            self.metrics.errors.labels(error_kind(exc.status)).inc()
+            self.metrics.errors.labels(_kind(exc)).inc()
             answer = _refusal(exc)
         self._observe("/feedback", answer.status_code, started)
         return answer
 
     async def admin_reload(self, request: Request) -> Response:
-        """``POST /admin/reload`` (loopback clients only): load a new bundle, keep the old on error.
+        """``POST /admin/reload``: load a version of the model store on every worker.
 
-        An optional body ``{"bundle": path}`` names the bundle; default: the configured one.
+        Body ``{"version": "<name in the store>"}``, or empty for the configured version.
+        Needs the admin token (see :mod:`opsnb.serving.admin`); a refused bundle is answered
+        409 and the current model keeps serving.
         """
-        if request.client is None or request.client.host not in _LOOPBACK:
-            return _json({"error": "forbidden", "message": "reload only from loopback"}, 403)
-        body = await request.body()
+        refusal = self.access.admin_refusal(request.scope)
+        if refusal is not None:
+            status, error, message = refusal
+            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+            return _json({"error": error, "message": message}, status, headers)
+        body = await self._body(request)
         try:
-            data = orjson.loads(body) if body else {}
+            data = orjson.loads(body) if body.strip() else {}
         except orjson.JSONDecodeError:
             data = None
-        bundle = data.get("bundle") if type(data) is dict else None
-        if data is None or (bundle is not None and type(bundle) is not str):
+        version = data.get("version") if type(data) is dict else None
+        if (
+            type(data) is not dict
+            or set(data) - {"version"}
+            or (version is not None and type(version) is not str)
+        ):
             return _json(
-                {"error": STATUSES[400][0], "message": 'expected {"bundle": "<path>"} or nothing'},
+                {
+                    "error": "syntax",
+                    "message": 'expected {"version": "<name in the model store>"} or an '
+                    "empty body (the configured version); reloads name versions, not paths",
+                },
                 400,
             )
         try:
-            version = await self.reload(bundle)
+            loaded = await self.request_reload(version)
         except OpsnbError as exc:
             current = self.slot.current
             return _json(
@@ -287,12 +452,7 @@ class Service:
                 },
                 409,
             )
-        return _json(
-            {
-                "model_version": version,
-                "bundle": str(self.slot.current and self.slot.current.bundle),
-            }
-        )
+        return _json({"model_version": loaded, "version": version or self.slot.store.default})
 
     async def health(self, _: Request) -> Response:
         """``GET /health``: the process is alive."""
@@ -304,7 +464,17 @@ class Service:
         if served is None:
             reason = self.slot.last_error or "the model is loading"
             return _json({"ready": False, "reason": reason}, 503)
-        return _json({"ready": True, "model_version": served.version, "bundle": str(served.bundle)})
+        if self.log_error is not None:
+            reason = f"the prediction log cannot be written: {self.log_error}"
+            return _json({"ready": False, "reason": reason, "model_version": served.version}, 503)
+        return _json(
+            {
+                "ready": True,
+                "model_version": served.version,
+                "bundle": str(served.bundle),
+                "reload_error": self.reload_error,
+            }
+        )
 
     async def metrics_page(self, _: Request) -> Response:
         """``GET /metrics``: Prometheus text format."""
@@ -326,9 +496,25 @@ class Service:
         return HTMLResponse(openapi.docs_page())
 
     def refused(self, started: float) -> None:
-        """Count a ``/predict`` refused for overload (answered by the admission wrapper)."""
+        """Count a ``/predict`` refused for overload (answered by the front door)."""
         self.metrics.errors.labels("overload").inc()
         self._observe("/predict", 503, started)
+
+    def refused_at_door(
+        self, path: str, exc: RequestError, started: float
+    ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+        """Count a request the front door refused; the body and headers of its answer."""
+        self.metrics.errors.labels(_kind(exc)).inc()
+        if path in _ENDPOINTS:
+            self._observe(path, exc.status, started)
+        body = _refusal_body(exc)
+        headers = [(b"content-type", b"application/json"),
+                   (b"content-length", str(len(body)).encode())]  # fmt: skip
+        return body, headers
+
+    def disconnected(self, path: str) -> None:
+        """Count a client that went away before its body was complete (not an error of ours)."""
+        self.metrics.disconnects.labels(path if path in _ENDPOINTS else "other").inc()
 
     def _observe(self, endpoint: str, status: int, started: float) -> None:
         # labels() costs a locked lookup; the children are cached per (endpoint, status)
@@ -343,46 +529,7 @@ class Service:
         children[1].observe(time.perf_counter() - started)
 
 
-class _Admission:
-    """ASGI wrapper: refuses ``/predict`` past the latency budget before Starlette sees it.
-
-    A refusal is a prebuilt 503 with ``Retry-After``: under overload most requests are refused,
-    so a refusal must cost a small fraction of an answer. Other paths always pass.
-    """
-
-    def __init__(self, app: ASGIApp, service: Service) -> None:
-        self.app = app
-        self.service = service
-        budget = service.options.budget_ms
-        self._body = orjson.dumps(
-            {
-                "error": "overload",
-                "record": None,
-                "field": None,
-                "message": f"over the latency budget of {budget:g} ms; retry later",
-            }
-        )
-        self._headers = [
-            (b"content-type", b"application/json"),
-            (b"retry-after", b"1"),
-            (b"content-length", str(len(self._body)).encode()),
-        ]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        batcher = self.service.batcher
-        if scope["type"] != "http" or scope["path"] != "/predict" or batcher is None:
-            await self.app(scope, receive, send)
-            return
-        if not batcher.admit():
-            started = time.perf_counter()
-            await send({"type": "http.response.start", "status": 503, "headers": self._headers})
-            await send({"type": "http.response.body", "body": self._body})
-            self.service.refused(started)
-            return
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            batcher.release()
+_ENDPOINTS = ("/predict", "/feedback", "/admin/reload")
 
 
 def create_app(options: ServeOptions, *, verified: VerifiedBundle | None = None) -> ASGIApp:
@@ -405,4 +552,13 @@ def create_app(options: ServeOptions, *, verified: VerifiedBundle | None = None)
         ],
         lifespan=service.lifespan,
     )
-    return _Admission(app, service)
+    return FrontDoor(
+        app,
+        batcher=lambda: service.batcher,
+        refuse=service.refused_at_door,
+        disconnected=service.disconnected,
+        overloaded=service.refused,
+        max_body=options.max_body,
+        body_timeout_s=options.body_timeout_s,
+        budget_ms=options.budget_ms,
+    )

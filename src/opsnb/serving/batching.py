@@ -7,12 +7,16 @@ being read), so an idle server answers one request at once and a busy one forms 
 The predictor runs on one worker thread off the event loop (ctypes releases the GIL, so the
 loop keeps accepting while the trees are walked).
 
-Admission is bounded by waiting time, not only by a count (:meth:`MicroBatcher.admit`): a
-request is refused while the oldest queued request has waited longer than the latency budget,
-or while as many requests are in flight as the server answers within the budget at its peak
-measured rate (Little's law: in flight = rate x wait; at least ``min_inflight``). Under
-overload the admitted requests are still answered within about the budget and the others get a
-cheap 503. A budget of 0 refuses every prediction (a drain switch).
+Admission is bounded by time, not only by a count. A request is met by admission only once its
+body is complete (:mod:`opsnb.serving.frontdoor`), and is refused (:meth:`MicroBatcher.admit`)
+while the server is :meth:`~MicroBatcher.overloaded` -- the event loop itself runs late by more
+than a quarter of the budget (measured by a ticker: that lag is waiting every request does
+before any handler sees it, parsing included), or the oldest queued request has waited half the
+budget -- or while as many requests are in flight as the server answers within half the budget
+at its peak measured rate (Little's law: in flight = rate x wait; at least ``min_inflight``).
+The other half of the budget is headroom for what happens outside the handler's sight (the
+socket, the loop's backlog). Under overload the admitted requests are answered within the
+budget and the others get a cheap 503. A budget of 0 refuses every prediction (a drain switch).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from opsnb.errors import OpsnbError
 from opsnb.serving.metrics import ServiceMetrics
 from opsnb.serving.reload import ServedModel
 
@@ -36,6 +41,11 @@ log = logging.getLogger(__name__)
 
 _RATE_WINDOW_S = 0.1
 _RATE_DECAY = 0.98  # per window: the peak rate forgets slowly when the load falls
+_TICK_S = 0.005  # the loop-lag ticker's period
+_ALWAYS_ADMIT = 8  # in flight whatever the lag or queue: so few cannot overload the server,
+# and on a machine shared with other work its late timers must not refuse them
+_LAG_FLOOR_S = 0.01  # a busy machine's timers run this late anyway: no reason to refuse
+_LAG_DECAY = 0.9  # per tick: the lag estimate follows a rise at once and a fall within ~50 ms
 
 
 BatchSink = Callable[[ServedModel, list[tuple[Any, np.ndarray]]], None]
@@ -84,6 +94,7 @@ class MicroBatcher:
         self.inflight = 0
         self.min_inflight = min_inflight
         self._peak_rate = 0.0
+        self.loop_lag_s = 0.0
         self._done = 0
         self._window = time.perf_counter()
         self._metrics = metrics
@@ -94,16 +105,34 @@ class MicroBatcher:
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        """Start the consumer on the running loop."""
-        self._tasks = [asyncio.create_task(self._consume(), name="opsnb-batcher")]
+        """Start the consumer and the loop-lag ticker on the running loop."""
+        self._tasks = [
+            asyncio.create_task(self._consume(), name="opsnb-batcher"),
+            asyncio.create_task(self._tick(), name="opsnb-loop-lag"),
+        ]
 
-    def admit(self) -> bool:
-        """Count one more request in flight, or return False when it would break the budget."""
+    def overloaded(self) -> bool:
+        """True while new requests would break the budget: refuse them before reading more."""
         if self.budget_s <= 0:
+            return True
+        if self.inflight < _ALWAYS_ADMIT:  # progress even on a starved machine
             return False
-        if self._queue and time.perf_counter() - self._queue[0].enqueued > self.budget_s:
+        if self.loop_lag_s > max(self.budget_s / 4, _LAG_FLOOR_S):
+            return True
+        return bool(self._queue) and (
+            time.perf_counter() - self._queue[0].enqueued > self.budget_s / 2
+        )
+
+    def admit(self, body_bytes: int = 0) -> bool:
+        """Count one more request in flight, or return False when it would break the budget.
+
+        ``body_bytes`` is the request's size: a large body costs parsing time on the loop, so
+        it counts as that many typical requests (one per 4 KiB).
+        """
+        if self.overloaded():
             return False
-        if self.inflight >= max(self.min_inflight, self._peak_rate * self.budget_s):
+        weight = 1 + body_bytes // 4096
+        if self.inflight + weight > max(self.min_inflight, self._peak_rate * self.budget_s / 2):
             return False
         self.inflight += 1
         return True
@@ -130,6 +159,15 @@ class MicroBatcher:
         self._metrics.queue_depth.set(len(self._queue))
         self._wakeup.set()
         return await future
+
+    async def _tick(self) -> None:
+        """Measure how late the event loop runs a timer: waiting every request does unseen."""
+        while True:
+            started = time.perf_counter()
+            await asyncio.sleep(_TICK_S)
+            lag = max(0.0, time.perf_counter() - started - _TICK_S)
+            self.loop_lag_s = max(lag, self.loop_lag_s * _LAG_DECAY)
+            self._metrics.loop_lag.set(self.loop_lag_s)
 
     async def _consume(self) -> None:
         loop = asyncio.get_running_loop()
@@ -183,6 +221,12 @@ class MicroBatcher:
     async def _run(self, loop: asyncio.AbstractEventLoop, jobs: list[_Job]) -> None:
         try:
             outputs, elapsed = await loop.run_in_executor(self._executor, self._call, jobs)
+        except OpsnbError as exc:  # refused (e.g. the log cannot be written): no traceback
+            log.warning("%d requests not answered: %s", len(jobs), exc)
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            return
         except Exception as exc:  # the library or the sink failed: every job learns why
             log.exception("predictor call failed for %d requests", len(jobs))
             for job in jobs:

@@ -8,10 +8,14 @@ nullable, min, max, categories) so one record costs a few microseconds. Every re
 ==========  ===================================================================
 status      cause
 ==========  ===================================================================
-400         the body is not JSON (syntax, encoding, nesting deeper than 1024)
+400         the body is not JSON (syntax, encoding, nesting deeper than 1024), or an
+            object repeats a key (JSON parsers disagree on which one wins)
+401         a token is configured and the request lacks it (``/feedback``)
 404         an unknown request id (``/feedback``)
+408         the body did not arrive within ``--body-timeout-s``
+409         the request id already has a label (``/feedback``)
 413         the body or its number of records is over the limit
-415         the media type is not ``application/json``
+415         the media type is not ``application/json``, or the body is compressed
 422         JSON that breaks the contract: shape, missing or unknown fields,
             wrong types, null where the feature is required, values outside
             float32 or the allowed range, unknown categories, empty lists
@@ -25,7 +29,9 @@ value is ``null`` and is accepted only where the schema marks the feature nullab
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -37,7 +43,10 @@ from opsnb.schema import FLOAT32_MAX, Feature, Schema
 
 STATUSES: dict[int, tuple[str, str]] = {
     400: ("syntax", "The body is not JSON"),
+    401: ("unauthorized", "A bearer token is needed (feedback or admin)"),
     404: ("unknown_id", "No prediction has this request id"),
+    408: ("slow_body", "The body did not arrive within the body timeout"),
+    409: ("label_exists", "The request already has a label; the first one stands"),
     413: ("size", "The body or its number of records is over the limit"),
     415: ("media_type", "The media type is not application/json"),
     422: (
@@ -152,18 +161,53 @@ def _categorical_check(feature: Feature) -> Callable[[Any, int], float]:
     return check
 
 
+_KEY = re.compile(rb'"(?:[^"\\]|\\.)*"\s*:')
+"""An object key in JSON text: a string followed by a colon (only keys are)."""
+
+
+def _count_keys(data: Any) -> int:
+    if type(data) is dict:
+        return len(data) + sum(_count_keys(v) for v in data.values() if type(v) in (dict, list))
+    if type(data) is list:
+        return sum(_count_keys(v) for v in data if type(v) in (dict, list))
+    return 0
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise RequestError(
+                f"request body repeats the key {_show(key)} in one object; send each field "
+                "once (parsers disagree on which repeated value wins)",
+                status=400,
+                field=key[:60],
+            )
+        seen[key] = value
+    return seen
+
+
 def _loads(body: bytes) -> Any:
+    """Parse JSON; refuse syntax errors and objects that repeat a key (400)."""
     try:
-        return orjson.loads(body)
+        data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise RequestError(f"request body is not valid JSON: {exc}", status=400) from exc
+    # orjson keeps the last of repeated keys silently: the text holding more keys than the
+    # parsed objects means one repeats; the standard parser then names it.
+    if len(_KEY.findall(body)) != _count_keys(data):
+        json.loads(body, object_pairs_hook=_no_duplicates)
+    return data
 
 
-def parse_feedback(body: bytes) -> tuple[str, float]:
+def parse_feedback(body: bytes, *, task: str = "regression") -> tuple[str, float]:
     """Return (request id, label) of a ``/feedback`` body ``{"request_id": str, "label": num}``.
 
+    A binary model's label is 0 or 1; a regression label any finite number.
+
     Raises:
-        RequestError: 400 for broken JSON, 422 for any other shape or a non-finite label.
+        RequestError: 400 for broken JSON, 422 for any other shape or a label the task cannot
+            have.
     """
     data = _loads(body)
     if type(data) is not dict or data.keys() != {"request_id", "label"}:
@@ -177,6 +221,10 @@ def parse_feedback(body: bytes) -> tuple[str, float]:
         raise _refuse(0, "request_id", rid, "the non-empty string a /predict answer returned")
     if type(label) not in (int, float) or not math.isfinite(label):
         raise _refuse(0, "label", label, "a finite number (the observed ground truth)")
+    if task == "binary" and label not in (0, 1):
+        raise _refuse(0, "label", label, "0 or 1 (the observed class of a binary model)")
+    if abs(label) > FLOAT32_MAX:
+        raise _refuse(0, "label", label, "a number within the float32 range")
     return rid, float(label)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -67,6 +69,29 @@ class ServiceMetrics:
         self.queue_depth = Gauge(
             "opsnb_queue_depth", "Requests waiting for the predictor", registry=self.registry
         )
+        self.loop_lag = Gauge(
+            "opsnb_loop_lag_seconds",
+            "How late the event loop runs a timer (recent peak); admission refuses past budget/4",
+            registry=self.registry,
+        )
+        self.disconnects = Counter(
+            "opsnb_client_disconnects",
+            "Clients that went away before their request body was complete, by endpoint",
+            ["endpoint"],
+            registry=self.registry,
+        )
+        self.log_failures = Counter(
+            "opsnb_log_failures",
+            "Prediction-log writes that failed (answered 503 log_unavailable)",
+            registry=self.registry,
+        )
+        self.worker = Gauge(
+            "opsnb_worker_info",
+            "1 for the worker process these metrics come from (metrics are per worker)",
+            ["pid"],
+            registry=self.registry,
+        )
+        self.worker.labels(str(os.getpid())).set(1)
         self.reloads = Counter(
             "opsnb_reloads", "Model loads, by outcome", ["outcome"], registry=self.registry
         )

@@ -1,10 +1,12 @@
 """The model being served and its safe replacement.
 
-A new bundle takes traffic only after it was verified against its manifest (before its library
-is loaded), loaded, passed its self-check on the bundle's golden rows and warmed up. A bundle
-that fails any step is refused and the model being served keeps serving. Requests validated
-against the old model's contract are still predicted by the old model, so a reload that
-changes the schema fails no request.
+A new bundle comes only from the model store (a version name, see
+:mod:`opsnb.serving.store`) and takes traffic only after its signature was checked and its files
+were verified against its manifest (both before its library is loaded), it was loaded, passed
+its self-check on the bundle's golden rows and warmed up. A bundle that fails any step is
+refused and the model being served keeps serving. Requests validated against the old model's
+contract are still predicted by the old model, so a reload that changes the schema fails no
+request.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from opsnb.bundle import VerifiedBundle, resolve_bundle, verify_bundle
 from opsnb.errors import OpsnbError
 from opsnb.schema import Schema
 from opsnb.serving.contract import RequestContract
+from opsnb.serving.store import ModelStore, Trust, escape
 
 log = logging.getLogger(__name__)
 
@@ -56,21 +59,31 @@ def _typical_rows(schema: Schema, rows: int) -> np.ndarray:
     return np.tile(np.asarray(values, dtype=np.float32), (rows, 1))
 
 
+def verify(folder: Path, trust: Trust) -> VerifiedBundle:
+    """Signature, then every file's hash: all before any native code of the bundle is loaded."""
+    trust.check(folder)
+    return verify_bundle(folder)
+
+
 def prepare(
     bundle: VerifiedBundle | str | os.PathLike[str],
     *,
+    trust: Trust | None = None,
     range_slack: float | None = 1.0,
     max_records: int = 1000,
     warm_rows: int = 64,
 ) -> ServedModel:
     """Verify, load, self-check and warm up a bundle; refuse it with an OpsnbError otherwise.
 
-    ``bundle`` is a run or bundle folder (verified here, before any of its native code is
-    loaded), or a :class:`~opsnb.bundle.VerifiedBundle` already verified: either way each file
-    is hashed once and the golden rows are checked once.
+    ``bundle`` is a run or bundle folder (its signature checked against ``trust``, default
+    :meth:`Trust.default`, and its files verified here, before any of its native code is
+    loaded), or a :class:`~opsnb.bundle.VerifiedBundle` already verified that way: either way
+    each file is hashed once and the golden rows are checked once.
     """
     verified = (
-        bundle if isinstance(bundle, VerifiedBundle) else verify_bundle(resolve_bundle(bundle))
+        bundle
+        if isinstance(bundle, VerifiedBundle)
+        else verify(resolve_bundle(bundle), trust or Trust.default())
     )
     model = predictor.load_bundle(verified, self_check=False)
     try:
@@ -90,52 +103,68 @@ class ModelSlot:
     """Holds the served model; :meth:`reload` replaces it only with a model that passed.
 
     Args:
-        bundle: the run or bundle folder to serve (re-resolved at each reload).
-        verified: the source already verified (by ``opsnb serve`` before it started): the
-            first load uses it instead of hashing the files again; later reloads verify anew.
+        store: where versions come from (a run or bundle folder given alone: its parent).
+        trust: whose bundles load (default: :meth:`Trust.default`).
+        verified: the configured version as the caller already verified it (signature and
+            files, e.g. ``opsnb serve`` before it started): the first load uses it instead of
+            hashing the files again; later reloads verify anew.
         options: keyword options of :func:`prepare`.
     """
 
     def __init__(
         self,
-        bundle: str | os.PathLike[str],
+        store: ModelStore | str | os.PathLike[str],
         *,
+        trust: Trust | None = None,
         verified: VerifiedBundle | None = None,
         **options: Any,
     ) -> None:
-        self.source = Path(bundle)
+        self.store = store if isinstance(store, ModelStore) else ModelStore.serving(store)
+        self._verified = verified
+        self.trust = trust or Trust.default()
         self.current: ServedModel | None = None
         self.last_error: str | None = None
-        self._verified = verified
         self._options = options
         self._lock = asyncio.Lock()
 
-    async def reload(self, bundle: str | os.PathLike[str] | None = None) -> ServedModel:
-        """Prepare ``bundle`` (default: the configured source) off the event loop and swap it in.
+    def check(self, version: str | None = None) -> VerifiedBundle:
+        """Resolve ``version`` in the store and verify it (trust, hashes); nothing is loaded.
 
         Raises:
-            OpsnbError: the new bundle was refused; the current model keeps serving.
+            OpsnbError: the version is refused.
         """
+        return verify(self.store.resolve(version), self.trust)
+
+    async def reload(self, version: str | None = None) -> ServedModel:
+        """Prepare ``version`` of the store (default: the configured one), then swap it in.
+
+        The bundle is verified and prepared off the event loop.
+
+        Raises:
+            OpsnbError: the bundle was refused; the current model keeps serving.
+        """
+        shown = escape(version or self.store.default, 80)
         async with self._lock:
-            target: VerifiedBundle | str | os.PathLike[str] = bundle or self.source
-            if bundle is None and self._verified is not None:
-                target, self._verified = self._verified, None
             try:
-                fresh = await asyncio.to_thread(prepare, target, **self._options)
+                if version is None and self._verified is not None:
+                    verified, self._verified = self._verified, None
+                else:
+                    verified = await asyncio.to_thread(self.check, version)
+                fresh = await asyncio.to_thread(prepare, verified, **self._options)
             except OpsnbError as exc:
                 self.last_error = str(exc)
-                log.error("refused bundle %s: %s", bundle or self.source, exc)
+                log.error("refused model version %s: %s", shown, escape(exc, 400))
                 raise
             except Exception as exc:  # a library failure while loading: refuse, keep serving
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("refused bundle %s", bundle or self.source)
+                log.error("refused model version %s: %s", shown, escape(self.last_error, 400))
                 raise OpsnbError(
-                    f"bundle {bundle or self.source} could not be loaded: {self.last_error}"
+                    f"model version {shown} could not be loaded: {self.last_error}"
                 ) from exc
             old, self.current, self.last_error = self.current, fresh, None
             if old is not None:
                 asyncio.get_running_loop().call_later(RETIRE_AFTER_S, old.model.close)
-            log.info("serving model %s from %s", fresh.version, fresh.bundle)
+            log.info("serving model %s from %s", fresh.version, escape(fresh.bundle))
             return fresh
 
     def close(self) -> None:
