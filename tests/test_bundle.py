@@ -75,6 +75,7 @@ def test_each_file_is_read_once_per_load_and_the_golden_rows_checked_once(
     # The manifest (small) is read for its signature, the names it lists, then the hashes.
     assert opened == {
         "manifest.json": 3,
+        "manifest.sig": 1,
         "model.so": 2,
         "model.h": 1,
         "model-src.zip": 1,
