@@ -37,7 +37,8 @@ def _table(tmp_path: Path, raw: object) -> Path:
 
 def test_shipped_table_states_date_and_sources() -> None:
     table = prices.load()
-    assert table.date and len(table.offers) >= 4
+    assert table.date
+    assert len(table.offers) >= 4
     assert all(o.source for o in table.offers.values())
 
 
@@ -48,7 +49,8 @@ def test_cost_per_million_recomputed_and_doubles_with_price(tmp_path: Path) -> N
     # 6 CPU-s / 4000 predictions = 1.5 ms each; a million: 1500 CPU-s = 0.41667 h x $0.036
     assert a["busy_usd_per_million"] == pytest.approx(1e6 * 6.0 / 4000 / 3600 * 0.036)
     assert a["provisioned_usd_per_million"] == pytest.approx(1e6 * 10.0 / 4000 / 3600 * 0.036)
-    assert a["utilisation"] == pytest.approx(0.6) and a["idle_share"] == pytest.approx(0.4)
+    assert a["utilisation"] == pytest.approx(0.6)
+    assert a["idle_share"] == pytest.approx(0.4)
     b = cost.per_million(serving, table.offer("b"))
     assert b["busy_usd_per_million"] == pytest.approx(2 * a["busy_usd_per_million"])
 
@@ -95,11 +97,14 @@ def test_budget_verdicts_pass_and_fail(tmp_path: Path) -> None:
     serving = cost.Serving.from_dict(SERVING)
     assert cost.latency_verdict(serving, 10.0).passed
     failed = cost.latency_verdict(serving, 5.0)
-    assert not failed.passed and failed.text.startswith("FAIL: p99 8 ms > budget 5 ms")
+    assert not failed.passed
+    assert failed.text.startswith("FAIL: p99 8 ms > budget 5 ms")
     per = cost.per_million(serving, table.offer("a"))  # provisioned $0.025 per million
     assert cost.cost_verdict(per, 0.03).passed
     over = cost.cost_verdict(per, 0.02)
-    assert not over.passed and "$0.0250 per million" in over.text and "/ 3600" in over.text
+    assert not over.passed
+    assert "$0.0250 per million" in over.text
+    assert "/ 3600" in over.text
 
 
 def _log(path: Path, times: pd.Series, latency: list[float]) -> pd.DataFrame:
@@ -120,9 +125,11 @@ def test_heatmap_from_constructed_log(tmp_path: Path) -> None:
     usage.to_parquet(tmp_path / "usage.parquet")
     rows = sizing.read_usage(tmp_path / "log.sqlite", tmp_path / "usage.parquet")
     heat = sizing.heatmap(rows, cpu_s_per_request=0.002)
-    assert len(heat) == 168 and heat["requests"].sum() == 4
+    assert len(heat) == 168
+    assert heat["requests"].sum() == 4
     cell = heat[(heat["weekday"] == 0) & (heat["hour"] == 9)].iloc[0]
-    assert cell["requests"] == 3 and cell["cpu_s"] == pytest.approx(0.006)
+    assert cell["requests"] == 3
+    assert cell["cpu_s"] == pytest.approx(0.006)
     assert cell["p99_ms"] == pytest.approx(pd.Series([1.0, 2.0, 30.0]).quantile(0.99))
     assert heat[(heat["weekday"] == 5) & (heat["hour"] == 22)]["requests"].item() == 1
     fig = plots_cost.usage_heatmap(heat, 10.0)
@@ -138,7 +145,8 @@ def test_right_sizing_and_schedule_on_constructed_capacity() -> None:
     heat = pd.DataFrame({"weekday": [d for d in range(7) for _ in range(24)],
                          "hour": list(range(24)) * 7, "requests": [10] + [1] * 167})  # fmt: skip
     schedule = sizing.schedule(heat, plan, vcpu_hour=0.05)
-    assert schedule["replicas"].max() == 2 and (schedule["replicas"] == 1).sum() == 167
+    assert schedule["replicas"].max() == 2
+    assert (schedule["replicas"] == 1).sum() == 167
     saving = sizing.schedule_saving(schedule)
     assert saving["peak_usd_per_week"] == pytest.approx(2 * 2 * 0.05 * 168)
     assert saving["scheduled_usd_per_week"] == pytest.approx((2 + 167) * 2 * 0.05)
@@ -184,13 +192,15 @@ def test_analyse_and_cli_on_a_constructed_run(
     report = cost.analyse(run, prices.load(table), "a", compare=("b",))
     # train: 72 CPU-s x $0.036/h + 1 GiB x 36 s x $0.004/GiB-h
     assert report.run_usd == pytest.approx(72 / 3600 * 0.036 + 36 / 3600 * 0.004)
-    assert report.passed and report.to_dict()["cpu_s_per_1k_predictions"] == pytest.approx(1.5)
+    assert report.passed
+    assert report.to_dict()["cpu_s_per_1k_predictions"] == pytest.approx(1.5)
     assert cost.with_budgets({"text": "PASS: x", "passed": True}, report)["text"].startswith(
         "PASS: x; budgets: PASS"
     )
     assert main(["cost", str(run), "--prices", str(table), "--offer", "a", "--compare", "b"]) == 0
     out = capsys.readouterr().out
-    assert "cost of the run: $0.0008" in out and "PASS: p99 8 ms <= budget 10 ms" in out
+    assert "cost of the run: $0.0008" in out
+    assert "PASS: p99 8 ms <= budget 10 ms" in out
     assert (
         main(
             [

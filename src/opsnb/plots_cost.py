@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from opsnb.plots import ACCENT, GREY, INK, new_figure, rule
 
@@ -39,7 +40,7 @@ def usage_heatmap(heat: pd.DataFrame, p99_budget_ms: float) -> Figure:
                 ax.add_patch(_outline(col, row))
     axes[-1].set_xticks(range(0, 24, 2), [f"{h:02d}" for h in range(0, 24, 2)])
     axes[-1].set_xlabel("hour of day (event time)")
-    busiest = heat.loc[heat["requests"].idxmax()]
+    busiest = heat.iloc[int(np.argmax(heat["requests"].to_numpy()))]
     quiet = heat["requests"].min()
     over_cells = int((heat["p99_ms"].fillna(0) > p99_budget_ms).sum())
     fig.suptitle(
@@ -50,9 +51,7 @@ def usage_heatmap(heat: pd.DataFrame, p99_budget_ms: float) -> Figure:
     return fig
 
 
-def _outline(col: int, row: int) -> object:
-    from matplotlib.patches import Rectangle
-
+def _outline(col: int, row: int) -> Rectangle:
     return Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor=ACCENT, linewidth=1.5)
 
 
