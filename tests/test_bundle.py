@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from opsnb import bundle as layout
+from opsnb import signing
 from opsnb.artifacts import sha256_file
 from opsnb.bundle import VerifiedBundle, read_manifest, verify_bundle, write_manifest
 from opsnb.errors import ArtifactError, ConfigError, SchemaError
@@ -187,3 +188,13 @@ def test_a_run_folder_or_a_bundle_folder_resolves(bundle: Path, tmp_path: Path) 
     assert layout.resolve_bundle(run / "bundle") == (run / "bundle").resolve()
     with pytest.raises(ArtifactError, match=r"neither a run folder with bundle/manifest.json"):
         layout.resolve_bundle(tmp_path)
+
+
+def test_files_added_to_a_signed_bundle_keep_it_signed(bundle: Path) -> None:
+    keys = signing.trusted_keys()
+    assert (bundle / signing.SIGNATURE).is_file()
+    before = (bundle / signing.SIGNATURE).read_bytes()
+    layout.add_files(bundle, {"reference.json": {"features": {}}})
+    assert (bundle / signing.SIGNATURE).read_bytes() != before  # the new manifest is signed
+    assert signing.verify_signature(bundle, keys) in keys
+    assert "reference.json" in verify_bundle(bundle).hashes

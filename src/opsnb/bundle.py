@@ -9,6 +9,7 @@ read::
     schema.json     the frozen input contract (:class:`~opsnb.schema.Schema`)
     golden.json     golden edge rows with their expected outputs (re-checked at every load)
     manifest.json   every file's SHA-256, the model's hash, compile facts, parity reports
+    manifest.sig    the manifest's Ed25519 signature (:mod:`opsnb.signing`; checked first)
 
 :func:`write_manifest` seals the files (the compiler calls it last); :func:`verify_bundle` checks
 every sealed file once and returns a :class:`VerifiedBundle`: the hashes it checked, the parsed
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from opsnb import signing
 from opsnb.artifacts import sha256_bytes, sha256_file, write_json
 from opsnb.errors import ArtifactError, SchemaError
 from opsnb.schema import Schema
@@ -136,6 +138,10 @@ def add_files(bundle_dir: str | os.PathLike[str], files: Mapping[str, Any]) -> d
         write_json(bundle / name, obj)
         manifest["files"][name] = sha256_file(bundle / name)
     write_json(bundle / MANIFEST, manifest)
+    if (bundle / signing.SIGNATURE).is_file():
+        # The signature covers the manifest just rewritten: sign it again with the project key,
+        # or the bundle opsnb built would be refused as tampered.
+        signing.sign_bundle(bundle)
     return manifest
 
 

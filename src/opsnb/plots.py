@@ -211,7 +211,7 @@ def cv_curves(
     if baseline is not None:
         rule(ax, baseline, f"baseline (predict the mean): {baseline:.3f}")
     ax.set_xlabel("boosting rounds (trees)")
-    ax.set_ylabel(f"CV {metric} on held-out folds (lower is better)")
+    ax.set_ylabel(f"held-out CV {metric} (lower: better)")
     ax.legend(fontsize=7, frameon=False)
     chosen = ", ".join(f"{k}={winner[k]}" for k in hyper)
     versus = f" vs baseline {baseline:.3f}" if baseline is not None else ""
