@@ -151,6 +151,8 @@ def test_right_sizing_and_schedule_on_constructed_capacity() -> None:
     assert saving["peak_usd_per_week"] == pytest.approx(2 * 2 * 0.05 * 168)
     assert saving["scheduled_usd_per_week"] == pytest.approx((2 + 167) * 2 * 0.05)
     assert saving["saving_share"] == pytest.approx(1 - 169 / 336)
+    title = plots_cost.scaling_schedule(schedule, saving).axes[0].get_title()
+    assert title.startswith("following demand saves 50%")
     with pytest.raises(ConfigError, match="headroom must be within"):
         sizing.right_size(1000.0, 10.0, 1.0, 2)
 
@@ -217,3 +219,41 @@ def test_analyse_and_cli_on_a_constructed_run(
         == 1
     )
     assert "no monitor data yet" in capsys.readouterr().err
+
+
+def test_usage_table_pairs_answered_requests_with_event_time() -> None:
+    stream = pd.DataFrame({"t": pd.date_range("2026-11-23", periods=3, freq="h"), "x": [1, 2, 3]})
+    table = sizing.usage_table(["r0", None, "r2"], stream, "t")
+    assert table["request_id"].tolist() == ["r0", "r2"]
+    assert table["event_time"].iloc[1] == pd.Timestamp("2026-11-23 02:00")
+    assert sizing.usage_table(["r0"], stream, None)["event_time"].isna().all()
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("date: [unclosed", "not valid YAML"),
+        ("- a list", "expected a mapping"),
+        ("date: x\ncurrency: EUR\noffers: {a: {vcpu_hour: 1, source: s}}", "currency is 'EUR'"),
+        ("date: x\ncurrency: USD\noffers: {}", "offers must be a non-empty mapping"),
+        ("date: x\ncurrency: USD\noffers: {a: 3}", "offers.a must be a mapping"),
+    ],
+)
+def test_price_table_shape_errors(tmp_path: Path, raw: str, message: str) -> None:
+    path = tmp_path / "prices.yaml"
+    path.write_text(raw)
+    with pytest.raises(ConfigError, match=message):
+        prices.load(path)
+
+
+def test_bad_monitor_data_and_sizing_inputs(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="key 'latency_ms' is missing"):
+        cost.Serving.from_dict({k: v for k, v in SERVING.items() if k != "latency_ms"})
+    with pytest.raises(ConfigError, match="expected at least one answered request"):
+        cost.Serving.from_dict({**SERVING, "answered": 0})
+    with pytest.raises(ConfigError, match="must be > 0"):
+        sizing.right_size(1000.0, 0.0, 0.3, 2)
+    with pytest.raises(ConfigError, match="cores_per_replica must be >= 1"):
+        sizing.right_size(1000.0, 10.0, 0.3, 0)
+    with pytest.raises(ConfigError, match="no monitor data yet"):
+        sizing.read_usage(tmp_path / "none.sqlite", tmp_path / "none.parquet")

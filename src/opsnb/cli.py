@@ -378,7 +378,7 @@ def _add_cost(sub: Any) -> None:
     cst.add_argument("--offer", default="gcp-on-demand", help="offer the budget is judged at")
     cst.add_argument("--compare", default="gcp-spot,paperspace,own-dc", help="more offers")
     cst.add_argument("--headroom", type=float, default=0.3, help="share of a core kept free")
-    cst.add_argument("--target-rps", type=float, default=200.0, help="peak rate to size for")
+    cst.add_argument("--target-rps", type=float, default=20_000.0, help="peak rate to size for")
     cst.add_argument("--cores-per-replica", type=int, default=2, help="vCPUs per replica")
     cst.add_argument("--gpu-rps", type=float, default=1e8, help="stated GPU throughput")
     cst.set_defaults(handler=_cmd_cost)

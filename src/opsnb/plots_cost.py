@@ -67,6 +67,6 @@ def scaling_schedule(plan: pd.DataFrame, saving: dict[str, float]) -> Figure:
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title(
         f"following demand saves {saving['saving_share']:.0%}: "
-        f"${saving['scheduled_usd_per_week']:.2f} vs ${saving['peak_usd_per_week']:.2f} a week"
+        f"\\${saving['scheduled_usd_per_week']:.2f} vs \\${saving['peak_usd_per_week']:.2f} a week"
     )
     return fig
