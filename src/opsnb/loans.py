@@ -270,7 +270,7 @@ WEEKLY = (1.0, 1.05, 1.05, 1.0, 0.9, 0.5, 0.35)
 
 def seasonal_times(n_rows: int, *, start: pd.Timestamp, days: int, seed: int) -> pd.Series:
     """``n_rows`` sorted arrival times over ``days`` from ``start`` at the HOURLY x WEEKLY rate."""
-    hours = pd.date_range(start.floor("h"), periods=days * 24, freq="h")
+    hours = pd.date_range(start, periods=days * 24, freq="h")
     rate = np.asarray(HOURLY)[hours.hour] * np.asarray(WEEKLY)[hours.day_of_week]
     rng = np.random.default_rng([seed, 3])
     picked = rng.choice(len(hours), size=n_rows, p=rate / rate.sum())
