@@ -4,8 +4,8 @@ Each command imports its own stack when it runs (``opsnb serve`` loads neither p
 XGBoost; ``opsnb stages`` loads almost nothing), so the serving image can leave the pipeline's
 dependencies out (see the ``serve`` extra in ``pyproject.toml``). The commands live by group:
 :mod:`~opsnb.cli.runs` (run, report, stages, notebooks), :mod:`~opsnb.cli.serve` (bench, serve,
-loadtest, key), :mod:`~opsnb.cli.lifecycle` (update, monitor), :mod:`~opsnb.cli.batch` (score,
-generate); this module builds the parser and runs :func:`main`.
+loadtest, key), :mod:`~opsnb.cli.lifecycle` (update, monitor), :mod:`~opsnb.cli.cost` (cost),
+:mod:`~opsnb.cli.batch` (score, generate); this module builds the parser and runs :func:`main`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 from opsnb import config
 from opsnb.cli.batch import _add_batch_commands
+from opsnb.cli.cost import _add_cost
 from opsnb.cli.lifecycle import _add_update, _cmd_monitor
 from opsnb.cli.runs import _cmd_notebooks, _cmd_report, _cmd_run, _cmd_stages
 from opsnb.cli.serve import (
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     mon.add_argument("--out", help="output folder (default: monitor/ beside the log)")
     mon.add_argument("--window", default="500", help="rows per window, or a duration: 30s, 5min")
     mon.set_defaults(handler=_cmd_monitor)
+    _add_cost(sub)
 
     _add_batch_commands(sub)
     _add_report_and_stages(sub)
