@@ -87,10 +87,16 @@ def test_a_threaded_batch_scores_every_row_exactly_once(model, monkeypatch):
         real(x, out, **kwargs)
 
     monkeypatch.setattr(model._native, "predict_into", recording)
+    # The rows worth a thread are measured at load (machine speed): pin them for the split.
+    monkeypatch.setattr(model, "min_rows_per_thread", 1000)
     x = np.random.default_rng(0).normal(size=(5000, 5)).astype(np.float32)
     out = model.predict(x)
     assert sorted(scored) == [(0, 2500), (2500, 2500)]  # two threads, no row twice
     assert np.isfinite(out).all()
+    scored.clear()
+    monkeypatch.setattr(model, "min_rows_per_thread", 3000)  # 5000 rows: not worth two
+    np.testing.assert_array_equal(model.predict(x), out)
+    assert scored == [(0, 5000)]
 
 
 def test_many_threads_at_once_get_what_one_thread_gets(model, model_kinds):

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from opsnb import predictor
 from opsnb.bench import load as loadtest
 from opsnb.serving import ServeOptions, create_app
-from tests.serving_support import Server, free_port, running_server
+from opsnb.serving.server import bind
+from tests.serving_support import Server, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -233,13 +234,14 @@ def test_health_ready_metrics_and_openapi(server, records):
 @pytest.fixture(scope="module")
 def in_process(serving_run, tmp_path_factory):
     """The same app under uvicorn in a thread of this process (so coverage sees it)."""
-    port = free_port()
+    sock = bind("127.0.0.1", 0)  # the system picks the port: no find-then-bind race
+    port = int(sock.getsockname()[1])
     folder = tmp_path_factory.mktemp("in-process")
     options = ServeOptions(
         bundle=str(serving_run), log_path=str(folder / "log.sqlite"), admin_token="t0ken"
     )
     server = uvicorn.Server(uvicorn.Config(create_app(options), port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     running = Server(port, None, folder / "log.sqlite", folder / "none")
     deadline = time.monotonic() + 60
