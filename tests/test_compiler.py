@@ -3,6 +3,7 @@ import re
 import shutil
 import subprocess
 import zipfile
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -195,3 +196,35 @@ def test_the_parity_tolerance_given_is_the_one_held(model_kinds, compile_cache):
     )
     assert [(r["tolerance"], r["passed"]) for r in proof["reports"]] == [(1.0, True)] * 4
     assert max(r["max_abs_diff"] for r in proof["reports"]) > 1e-3  # the default would refuse
+
+
+def test_the_compile_cache_is_keyed_on_the_compiler_and_library_versions(
+    model_kinds, tmp_path, monkeypatch
+):
+    """A new gcc or a new Treelite/TL2cgen compiles again instead of reusing the old build."""
+    path = model_kinds["binary"].model_path
+    first = compiler.compile_cached(path, cache_dir=tmp_path)
+    gcc = subprocess.run(["gcc", "--version"], capture_output=True, text=True, check=True)
+    assert first.info["toolchain"] == gcc.stdout.splitlines()[0].strip()
+    assert first.info["versions"] == {p: version(p) for p in ("treelite", "tl2cgen")}
+    # the same gcc under another version line: a real wrapper, found by path
+    wrapper = tmp_path / "bin" / "gcc"
+    wrapper.parent.mkdir()
+    wrapper.write_text(
+        '#!/bin/sh\nif [ "$1" = --version ]; then echo "gcc (opsnb test) 99.1"; exit 0; fi\n'
+        'exec gcc "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    newer_gcc = compiler.compile_cached(path, cache_dir=tmp_path, toolchain=str(wrapper))
+    assert not newer_gcc.cache_hit
+    assert newer_gcc.key != first.key
+    assert newer_gcc.info["toolchain"] == "gcc (opsnb test) 99.1"
+    real = compiler.version
+    monkeypatch.setattr(
+        compiler, "version", lambda p: "9.9.9" if p == "tl2cgen" else real(p)
+    )  # what an upgraded TL2cgen reports
+    newer_tl2cgen = compiler.compile_cached(path, cache_dir=tmp_path)
+    assert not newer_tl2cgen.cache_hit
+    assert len({first.key, newer_gcc.key, newer_tl2cgen.key}) == 3
+    monkeypatch.undo()
+    assert compiler.compile_cached(path, cache_dir=tmp_path).key == first.key  # still cached
