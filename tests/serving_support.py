@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -129,6 +131,7 @@ def running_server(
             stdout=sink,
             stderr=subprocess.STDOUT,
             cwd=PROJECT,
+            start_new_session=True,  # its worker processes share its group: stopped together
         )
     port = int(where[1]) if fixed else _reported_port(port_file, proc, output)
     server = Server(port, proc, log, output)
@@ -141,7 +144,7 @@ def running_server(
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)  # no worker outlives a stuck supervisor
                 proc.wait()
 
 

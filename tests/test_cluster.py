@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from distributed import Client
+from distributed import Client, LocalCluster
 
 from opsnb import cluster, config, loans, scoring
 from opsnb.errors import ConfigError, OpsnbError
@@ -228,3 +228,23 @@ def test_a_job_with_a_partition_missing_is_refused_as_incomplete(tmp_path):
     with pytest.raises(OpsnbError, match=r"Dask job incomplete: partitions \[1\] of 3"):
         cluster._check_complete(tally, 3, out, quarantine)
     cluster._check_complete(pd.DataFrame({"partition": [0]}), 1, out, quarantine)
+
+
+def test_csv_on_an_in_process_cluster_quarantines_the_bad_line(loans_bundle, tmp_path):
+    """Workers as threads of this process: the partition code runs where coverage sees it."""
+    frame = loans.loan_applications(1200, seed=14)
+    for name in ("a", "b"):
+        frame.to_csv(tmp_path / f"{name}.csv", index=False)
+    lines = (tmp_path / "b.csv").read_text().splitlines(keepends=True)
+    lines.insert(600, "broken,line\n")
+    (tmp_path / "b.csv").write_text("".join(lines))
+    chunked = scoring.score(loans_bundle, str(tmp_path / "*.csv"), tmp_path / "c.parquet")
+    with LocalCluster(n_workers=2, processes=False, dashboard_address="127.0.0.1:0") as local:
+        summary = scoring.score(
+            loans_bundle, str(tmp_path / "*.csv"), tmp_path / "d", engine="dask",
+            scheduler=local.scheduler_address,
+        )  # fmt: skip
+    assert summary.rows_in == chunked.rows_in == 2401
+    assert summary.reasons == chunked.reasons
+    assert summary.reasons[scoring.MALFORMED] == 1
+    _same_scores(tmp_path / "d", tmp_path / "c.parquet")

@@ -20,7 +20,7 @@ EXPECTED_FIGURES = {
     "design": ["cv curve"],
     "train": ["roc", "calibration"],
     "operationalize": ["latency"],
-    "monitor": ["drift"],
+    "monitor": ["drift_heatmap", "drift_distributions", "quality", "alert_timeline"],
 }
 """The plots each stage notebook must show as image/png (the loans data is binary)."""
 

@@ -232,3 +232,20 @@ def test_generate_writes_parts_without_holding_them(tmp_path):
         loans.write_loan_parts(tmp_path / "g", 10)
     with pytest.raises(ConfigError, match="must be >= 1"):
         loans.write_loan_parts(tmp_path / "h", 0)
+
+
+def test_scoring_needs_only_the_base_install(loans_bundle, parts, tmp_path):
+    """No training stack, no notebooks, no Dask: a scoring install is the serving one."""
+    code = (
+        "import sys\n"
+        "for name in ('xgboost', 'sklearn', 'papermill', 'pandera', 'dask', 'treelite'):\n"
+        "    sys.modules[name] = None  # any import of them now fails\n"
+        "from opsnb import scoring\n"
+        "print(scoring.score(sys.argv[1], sys.argv[2], sys.argv[3]).rows_in)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(loans_bundle), str(parts), str(tmp_path / "o.parquet")],
+        capture_output=True, text=True, cwd=PROJECT, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == str(ROWS)

@@ -44,6 +44,10 @@ class Problem:
         cost_per_million_usd: the budget for one million predictions.
         drift_psi: the PSI (beyond sampling noise) at which the monitor calls a feature drifted.
         drift_alpha: the monitor's family-wise false-alarm rate for its drift tests.
+        robustness_floor: the robust accuracy (share of test rows decided right that no
+            attack within ``robustness_epsilon`` flips) the robustness stage requires; ``None``
+            (the default) reports it without gating.
+        robustness_epsilon: the L∞ budget (features scaled to [0, 1]) the floor is judged at.
     """
 
     task: str
@@ -54,6 +58,8 @@ class Problem:
     cost_per_million_usd: float
     drift_psi: float = 0.1
     drift_alpha: float = 0.01
+    robustness_floor: float | None = None
+    robustness_epsilon: float = 0.05
 
     def __post_init__(self) -> None:
         if self.task not in (AUTO, *TASKS):
@@ -72,6 +78,16 @@ class Problem:
             raise ConfigError(
                 f"drift_psi must be > 0 and drift_alpha within (0, 1); got {self.drift_psi} "
                 f"and {self.drift_alpha}"
+            )
+        if self.robustness_floor is not None and not 0 <= self.robustness_floor <= 1:
+            raise ConfigError(
+                f"robustness_floor {self.robustness_floor!r} is not a share in [0, 1]; it is the "
+                "robust accuracy required at robustness_epsilon (None: no gate)"
+            )
+        if not 0 < self.robustness_epsilon <= 1:
+            raise ConfigError(
+                f"robustness_epsilon {self.robustness_epsilon!r} is outside (0, 1]; it is an L∞ "
+                "budget on features scaled to [0, 1] by the training split's min and max"
             )
 
     def resolve(self, *, task: str, target: str) -> Problem:
@@ -122,7 +138,13 @@ class Problem:
         return (
             f"Predict {target} ({task}); success means {self._success()} on the test split, "
             f"p99 latency <= {self.p99_latency_ms:g} ms and <= ${self.cost_per_million_usd:g} "
-            "per million predictions."
+            "per million predictions"
+            + (
+                f"; robust accuracy >= {self.robustness_floor:g} at L∞ epsilon "
+                f"{self.robustness_epsilon:g}."
+                if self.robustness_floor is not None
+                else "."
+            )
         )
 
     def criteria(self) -> list[dict[str, str]]:
@@ -135,6 +157,11 @@ class Problem:
             {"criterion": "cost",
              "requirement": f"<= ${self.cost_per_million_usd:g} per million predictions",
              "judged by": "monitor"},
+            {"criterion": "robustness",
+             "requirement": "off (reported, not gated)" if self.robustness_floor is None else
+             f"robust accuracy >= {self.robustness_floor:g} at L∞ epsilon "
+             f"{self.robustness_epsilon:g}",
+             "judged by": "robustness"},
         ]  # fmt: skip
 
     @property

@@ -94,6 +94,20 @@ STAGES: tuple[Stage, ...] = (
         "train, seal the model, evaluate the sealed file",
     ),
     Stage(
+        "robustness",
+        "05_robustness.ipynb",
+        (
+            "problem.json",
+            "schema.json",
+            "model/model.ubj",
+            "model/metrics.json",
+            "data/train.parquet",
+            "data/test.parquet",
+        ),
+        ("reports/robustness.json", "reports/adversarial.parquet"),
+        "attack the sealed model, certify, replay, gate on robust accuracy",
+    ),
+    Stage(
         "operationalize",
         "06_operationalize.ipynb",
         (

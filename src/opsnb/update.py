@@ -77,11 +77,12 @@ class Champion:
     hyperparameters: dict[str, Any]
     params: dict[str, Any]
     admitted: pd.DataFrame | None
+    resolved: dict[str, Any]
 
     @property
     def seed(self) -> int:
         """The seed the champion was trained with."""
-        return int(self.params.get("seed", 42))
+        return int(self.resolved.get("seed", 42))
 
 
 def load_champion(run: str | os.PathLike[str]) -> Champion:
@@ -112,7 +113,9 @@ def load_champion(run: str | os.PathLike[str]) -> Champion:
     problem = problem.resolve(task=schema.task, target=schema.target)
     params: dict[str, Any] = {}
     for stage in STAGES[: [s.name for s in STAGES].index(_UNTIL) + 1]:  # the challenger's stages
-        params.update(manifest.stages.get(stage.name, {}).get("params", {}))
+        record = manifest.stages.get(stage.name, {})
+        # The parameters given (the runner fingerprints those), not the resolved defaults.
+        params.update(record.get("overrides", record.get("params", {})))
     admitted = (
         pd.read_parquet(manifest.verify(ADMITTED)) if ADMITTED in manifest.artifacts else None
     )
@@ -127,6 +130,13 @@ def load_champion(run: str | os.PathLike[str]) -> Champion:
         hyperparameters=read_json(folder / "design.json")["hyperparameters"],
         params=params,
         admitted=admitted,
+        resolved={
+            k: v
+            for r in manifest.stages.values()
+            for k, v in r.get("params", {}).items()
+            if r is manifest.stages.get("train")
+        }
+        or params,
     )
 
 
@@ -286,7 +296,7 @@ def update(
         hyperparameters=champion.hyperparameters,
         metric=champion.metric,
         options=opts,
-        early_stopping_rounds=int(champion.params.get("early_stopping_rounds", 30)),
+        early_stopping_rounds=int(champion.resolved.get("early_stopping_rounds", 30)),
     )
     _not_twice(screened, frame, champion.admitted)
     if "request_id" in frame.columns:
