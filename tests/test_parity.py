@@ -37,7 +37,26 @@ def test_different_row_counts_are_refused():
 
 
 def test_no_rows_is_not_a_pass():
-    assert not parity_report(np.zeros(0), np.zeros(0))["passed"]
+    report = parity_report(np.zeros(0), np.zeros(0))
+    assert report == {
+        "reference": "xgboost",
+        "rows": 0,
+        "max_abs_diff": 0.0,
+        "max_scaled_diff": 0.0,
+        "worst_row": -1,
+        "tolerance": 1e-5,
+        "passed": False,
+    }
+
+
+def test_the_refusal_states_the_gap_whichever_side_is_larger():
+    report = parity_report(np.array([0.5, 0.7]), np.array([0.2, 0.7]), label="treelite.gtil")
+    with pytest.raises(
+        ParityError,
+        match=r"^compiled predictions differ from treelite.gtil by 0.3 at row 0: 0.2 vs 0.5 "
+        r"\(tolerance 1e-05, 2 rows compared\); the compiled library must not be used",
+    ):
+        check_parity(report)
 
 
 def test_golden_rows_round_trip_nan_signed_zero_and_float32_extremes(tmp_path):

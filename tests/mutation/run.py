@@ -11,6 +11,7 @@ Usage: ``python tests/mutation/run.py [name ...]`` (``--workers N`` runs modules
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import shutil
@@ -39,10 +40,13 @@ def _scratch() -> Path:
     return folder
 
 
-def _config(folder: Path, module: str, tests: list[str], timeout_s: float) -> Path:
+def _config(
+    folder: Path, module: str, tests: list[str], timeout_s: float, *, conftest: bool
+) -> Path:
     command = " ".join(
         [sys.executable, "-m", "pytest", "-x", "-q", "--no-cov", "-p", "no:cacheprovider",
-         "-p", "no:randomly", "-o", "addopts=", "-W", "ignore::DeprecationWarning", *tests]
+         "-o", "addopts=", "-W", "ignore::DeprecationWarning",
+         *([] if conftest else ["--noconftest"]), *tests]
     )  # fmt: skip
     text = (
         "[cosmic-ray]\n"
@@ -56,6 +60,41 @@ def _config(folder: Path, module: str, tests: list[str], timeout_s: float) -> Pa
     path = folder / "cosmic-ray.toml"
     path.write_text(text)
     return path
+
+
+def _annotations(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """(start, end) of every type annotation: never evaluated (``from __future__ import
+    annotations``), so a mutant inside one is equivalent by construction."""
+    spans = []
+    for node in ast.walk(ast.parse(source)):
+        found: list[ast.expr | None] = []
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            a = node.args
+            every = [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg]
+            found += [arg.annotation for arg in every if arg is not None]
+            found.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            found.append(node.annotation)
+        for ann in found:
+            if ann is not None and ann.end_lineno is not None and ann.end_col_offset is not None:
+                spans.append(((ann.lineno, ann.col_offset), (ann.end_lineno, ann.end_col_offset)))
+    return spans
+
+
+def _skip_equivalent(session: Path, module: Path) -> int:
+    """Mark the mutants inside type annotations as skipped; return how many."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    spans = _annotations(module.read_text())
+    skipped = 0
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        for item in list(db.pending_work_items):
+            starts = [tuple(m.start_pos) for m in item.mutations]
+            if starts and all(any(a <= s < b for a, b in spans) for s in starts):
+                db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
+                skipped += 1
+    return skipped
 
 
 def _counts(session: Path) -> dict[str, int]:
@@ -76,18 +115,24 @@ def _survivors(session: Path) -> list[str]:
     return [f"{path}:{row} {op} (#{occ})" for path, op, row, occ in rows]
 
 
-def mutate(name: str, module: str, tests: list[str], timeout_s: float) -> dict[str, object]:
+def mutate(
+    name: str, module: str, tests: list[str], timeout_s: float, *, conftest: bool = True
+) -> dict[str, object]:
     """Mutate ``module`` in a scratch copy, run ``tests`` per mutant; return the tallies."""
     folder = _scratch()
-    env = {**os.environ, "PYTHONPATH": str(folder / "src"), "OPSNB_MUTATION": "1"}
-    config = _config(folder, module, tests, timeout_s)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(folder / "src"),
+        "OPSNB_RUNS_DIR": str(folder / "test-runs"),  # what the root conftest would set
+    }
+    config = _config(folder, module, tests, timeout_s, conftest=conftest)
     session = folder / "session.sqlite"
     t0 = time.monotonic()
     try:
-        for step in (["init", str(config), str(session)], ["exec", str(config), str(session)]):
-            subprocess.run(
-                [sys.executable, "-m", "cosmic_ray.cli", *step], cwd=folder, env=env, check=True
-            )
+        cli = [sys.executable, "-m", "cosmic_ray.cli"]
+        subprocess.run([*cli, "init", str(config), str(session)], cwd=folder, env=env, check=True)
+        equivalent = _skip_equivalent(session, folder / module)
+        subprocess.run([*cli, "exec", str(config), str(session)], cwd=folder, env=env, check=True)
         counts = _counts(session)
         survivors = _survivors(session)
     finally:
@@ -105,6 +150,7 @@ def mutate(name: str, module: str, tests: list[str], timeout_s: float) -> dict[s
         "mutants": total,
         "killed": killed + incompetent,
         "survived": survived,
+        "annotations": equivalent,
         "score": round(score, 1),
         "minutes": round((time.monotonic() - t0) / 60, 1),
         "survivors": survivors,
@@ -116,8 +162,8 @@ def _write(results: list[dict[str, object]]) -> None:
     lines = [
         "# Last `make mutate` scores (cosmic-ray; each module against its own fast tests)",
         "",
-        "| module | mutants | killed | survived | score | minutes |",
-        "|---|---|---|---|---|---|",
+        "| module | mutants | killed | survived | score | in annotations (skipped) | minutes |",
+        "|---|---|---|---|---|---|---|",
     ]
     rows = {r["name"]: r for r in results}
     for line in previous.splitlines():  # keep modules not run this time
@@ -127,7 +173,7 @@ def _write(results: list[dict[str, object]]) -> None:
     for r in results:
         lines.append(
             f"| {r['name']} | {r['mutants']} | {r['killed']} | {r['survived']} | "
-            f"{r['score']}% | {r['minutes']} |"
+            f"{r['score']}% | {r['annotations']} | {r['minutes']} |"
         )
     SCORES.write_text("\n".join(lines) + "\n")
 
@@ -145,7 +191,13 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for name in names:
         entry = table[name]
-        result = mutate(name, entry["module"], list(entry["tests"]), args.timeout_s)
+        result = mutate(
+            name,
+            entry["module"],
+            list(entry["tests"]),
+            args.timeout_s,
+            conftest=bool(entry.get("conftest", True)),
+        )
         results.append(result)
         print(
             f"{name:12s} {result['module']:38s} {result['killed']}/{result['mutants']} killed"
