@@ -23,6 +23,9 @@ import time
 import tomllib
 from pathlib import Path
 
+from cosmic_ray.work_db import WorkDB, use_db  # the 'mutate' extra
+from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent.parent
 SCORES = HERE / "last_scores.md"
@@ -83,9 +86,6 @@ def _annotations(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
 
 def _skip_equivalent(session: Path, module: Path) -> int:
     """Mark the mutants inside type annotations as skipped; return how many."""
-    from cosmic_ray.work_db import WorkDB, use_db
-    from cosmic_ray.work_item import WorkerOutcome, WorkResult
-
     spans = _annotations(module.read_text())
     skipped = 0
     with use_db(str(session), WorkDB.Mode.open) as db:
