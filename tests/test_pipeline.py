@@ -221,3 +221,18 @@ def test_reuse_comes_only_from_the_projects_runs_folder(tmp_path: Path, runs_dir
     found = pipeline._find_reusable(problem, fp, scratch)
     assert found is not None
     assert found.run_dir == runs_dir / "good"
+
+
+@pytest.mark.slow
+def test_force_executes_a_stage_whose_fingerprint_is_unchanged(runs_dir: Path) -> None:
+    first = pipeline.run(run_id="r", until="problem", report_html=False)
+    assert [o.status for o in first.outcomes] == ["executed"]
+    fp = first.manifest.stages["problem"]["fingerprint"]
+    again = pipeline.run(run_id="r", until="problem", report_html=False)
+    assert [o.status for o in again.outcomes] == ["unchanged"]
+    forced = pipeline.run(run_id="r", until="problem", force=True, report_html=False)
+    assert [o.status for o in forced.outcomes] == ["executed"]
+    assert forced.manifest.stages["problem"]["fingerprint"] == fp  # same inputs, run again
+    other = pipeline.run(run_id="other", until="problem", force=True, report_html=False)
+    assert [o.status for o in other.outcomes] == ["executed"]  # not reused from 'r' either
+    assert "reused_from" not in other.manifest.stages["problem"]

@@ -281,3 +281,40 @@ def test_in_process_service_answers_refuses_and_reloads(in_process, serving_run,
     assert in_process.get("/openapi.json")[0] == 200
     assert in_process.get("/docs")[0] == 200
     assert b'opsnb_reloads_total{outcome="refused"} 1.0' in in_process.get("/metrics")[1]
+
+
+def test_until_a_model_is_loaded_ready_and_predict_answer_503_and_health_200(
+    serving_run, copy_of, tmp_path, records
+):
+    """No model loaded (here: the configured one is refused): alive, not ready, no predictions."""
+    run = copy_of(serving_run)
+    library = run / "bundle" / "model.so"
+    library.write_bytes(library.read_bytes()[:-64])
+    sock = bind("127.0.0.1", 0)
+    port = int(sock.getsockname()[1])
+    options = ServeOptions(bundle=str(run), log_path=str(tmp_path / "log.sqlite"))
+    server = uvicorn.Server(uvicorn.Config(create_app(options), port=port, log_level="critical"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    running = Server(port, None, tmp_path / "log.sqlite", tmp_path / "none")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                status, raw = running.get("/ready")
+                if "does not match" in raw.decode():
+                    break
+            time.sleep(0.05)
+        assert status == 503
+        ready = json.loads(raw)
+        assert ready["ready"] is False
+        assert "bundle file model.so does not match manifest.json" in ready["reason"]
+        assert running.get("/health") == (200, b'{"alive":true}')
+        status, answer = running.post("/predict", records[:1])
+        assert status == 503
+        assert answer["message"] == "the model is not loaded yet; retry shortly"
+        assert running.get("/openapi.json")[0] == 503
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    assert not thread.is_alive()
