@@ -34,6 +34,8 @@ def test_different_row_counts_are_refused():
         ParityError, match=r"xgboost gave 3 predictions but the compiled library gave 2"
     ):
         parity_report(np.zeros(3), np.zeros(2))
+    with pytest.raises(ParityError, match=r"gave 2 predictions but the compiled library gave 3"):
+        parity_report(np.zeros(2), np.zeros(3))
 
 
 def test_no_rows_is_not_a_pass():
