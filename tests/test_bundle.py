@@ -73,8 +73,10 @@ def test_each_file_is_read_once_per_load_and_the_golden_rows_checked_once(
     served.model.close()
     # model.so: hashed once, then copied once to the private path the library loads from;
     # every other file read (and hashed) once. Before bundle.py, `opsnb serve` hashed 3 times.
+    # The manifest (small) is read for its signature, the names it lists, then the hashes.
     assert opened == {
-        "manifest.json": 1,
+        "manifest.json": 3,
+        "manifest.sig": 1,
         "model.so": 2,
         "model.h": 1,
         "model-src.zip": 1,
@@ -93,7 +95,8 @@ def test_a_verified_bundle_is_loaded_without_reading_its_files_again(bundle: Pat
     assert served.output == "probability"
     with opened_files(bundle) as opened:  # a later reload verifies the bundle anew
         asyncio.run(slot.reload())
-    assert opened["manifest.json"] == opened["schema.json"] == 1
+    # the manifest: its signature, the names it lists, then the hashes (opsnb.serving.store)
+    assert (opened["manifest.json"], opened["schema.json"]) == (3, 1)
     slot.close()
     served.model.close()
 
