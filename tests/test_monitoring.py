@@ -99,6 +99,9 @@ def test_a_clean_stream_raises_no_drift_alert(bundle: Bundle, tmp_path: Path) ->
     assert len(result.windows) == 8
     assert [a for a in result.alerts if a["kind"] != "checker"] == []
     assert result.drifted_features() == []
+    verdict = result.verdict()
+    assert "0 of 3 features drifted (none)" in verdict["text"]
+    assert verdict["passed"] is not any(a["severity"] == "high" for a in result.alerts)
 
 
 def test_a_shift_is_detected_in_its_window_and_only_on_its_feature(
@@ -114,6 +117,9 @@ def test_a_shift_is_detected_in_its_window_and_only_on_its_feature(
     assert {a["subject"] for a in new} == {"colour"}
     assert min(a["window"] for a in new) == 4
     assert result.drifted_features() == ["x0", "colour"]
+    verdict = result.verdict()
+    assert verdict["passed"] is False  # a whole-unit shift is high severity
+    assert verdict["text"].startswith("FAIL: 2 of 3 features drifted (x0, colour)")
     heat = result.heatmap()
     assert heat.loc["x0", 5] > 0.1 > heat.loc["x1", 5]
 

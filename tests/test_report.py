@@ -19,8 +19,22 @@ EXPECTED_FIGURES = {
     "prepare": ["distributions", "balance"],
     "design": ["cv curve"],
     "train": ["roc", "calibration"],
+    "robustness": [
+        "robust accuracy against epsilon",
+        "robust accuracy against k",
+        "smallest flip per row",
+        "most attackable features",
+    ],
     "operationalize": ["latency"],
-    "monitor": ["drift_heatmap", "drift_distributions", "quality", "alert_timeline"],
+    "monitor": [
+        "drift_heatmap",
+        "drift_distributions",
+        "quality",
+        "alert_timeline",
+        "usage_heatmap",
+        "scaling_schedule",
+    ],
+    "update": ["flagged per check", "backdoor scan", "shift", "metric deltas"],
 }
 """The plots each stage notebook must show as image/png (the loans data is binary)."""
 

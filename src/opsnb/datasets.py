@@ -403,8 +403,12 @@ def production_batch(
     The built-in loans data gets a fresh production stream from its generator (after the last
     training timestamp, altered by the named :data:`opsnb.loans.SCENARIOS` entry, with its
     ``truth_*`` columns); any other data set replays ``holdout``, a split no model trained on,
-    with 10 % of its labels flipped under ``label-flip`` (binary targets).
+    with 10 % of its labels flipped under ``label-flip`` (binary targets). ``auto`` is
+    ``label-flip`` where labels can flip (loans, binary targets) and ``none`` for regression.
     """
+    if scenario == "auto":  # label flips where labels can flip, else the split as it is
+        loans = card["source"].startswith("builtin:loans")
+        scenario = "label-flip" if loans or card.get("task") == "binary" else "none"
     if card["source"].startswith("builtin:loans"):
         start = after if after is not None else pd.Timestamp.now()
         return production_stream(n_rows, seed=seed, after=start, scenario=loans_scenario(scenario))

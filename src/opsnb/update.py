@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 """``runs/champion``: a symbolic link to the run being served."""
-ADMIN_TOKEN_ENV = "OPSNB_ADMIN_TOKEN"
+ADMIN_TOKEN_ENV = config.ADMIN_TOKEN_ENV
 """The bearer token of the server's admin endpoints; without it no server is reloaded."""
 DECISION = "update/decision.json"
 FLAGGED = "update/flagged.parquet"
@@ -446,8 +446,13 @@ def summary(decision: dict[str, Any]) -> str:
     return (
         f"{verdict}: {decision['admitted_rows']} of {decision['rows']} rows admitted "
         f"({decision['passed_screen']} passed the screen; flagged: {flagged}); "
-        f"{decision['reasons'][-1] if decision['reasons'] else ''}"
+        f"{_first_line(decision['reasons'][-1]) if decision['reasons'] else ''}"
     ).rstrip("; ")
+
+
+def _first_line(reason: str) -> str:
+    """A reason's first line: a failed challenger's reason carries the runner's whole message."""
+    return reason.splitlines()[0] if reason else reason
 
 
 def truth_table(batch: pd.DataFrame, flagged: pd.DataFrame) -> pd.DataFrame:
