@@ -173,6 +173,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 _SERVE_OPTIONS = {  # option -> ServeOptions field; an option not given keeps its default
     "log": "log_path",
     "log_sync": "log_sync",
+    "log_max_mb": "log_max_mb",
+    "log_max_age_days": "log_max_age_days",
+    "log_keep": "log_keep",
     "max_batch": "max_batch",
     "max_wait_ms": "max_wait_ms",
     "budget_ms": "budget_ms",
@@ -186,6 +189,19 @@ _SERVE_OPTIONS = {  # option -> ServeOptions field; an option not given keeps it
     "header_timeout_s": "header_timeout_s",
     "max_connections": "max_connections",
 }
+
+
+def _bound(text: str) -> float | None:
+    """``--log-max-mb`` / ``--log-max-age-days``: a positive number, or ``none`` for no bound."""
+    if text.strip().lower() in ("none", "off"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number > 0 nor 'none' (no bound)")
+    return value
 
 
 def _range_slack(text: str) -> float | None:
@@ -572,6 +588,10 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     srv.add_argument("--drain-s", type=float, help="SIGTERM drain bound")
     srv.add_argument("--log", help="SQLite prediction log (default: <run>/predictions.sqlite)")
     srv.add_argument("--log-sync", choices=["OFF", "NORMAL", "FULL"])
+    srv.add_argument("--log-max-mb", type=_bound, help="rotate the log past this size (none: off)")
+    srv.add_argument("--log-max-age-days", type=_bound,
+                     help="rotate the log once its oldest row is this old (none: off)")  # fmt: skip
+    srv.add_argument("--log-keep", type=int, help="rotated log archives kept (1..9)")
     _add_serve_security(srv)
     srv.set_defaults(handler=_cmd_serve)
 

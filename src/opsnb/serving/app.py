@@ -58,6 +58,9 @@ class ServeOptions:
         bundle: the run folder (``runs/<id>``) or bundle folder to serve.
         log_path: the SQLite prediction log (default: ``predictions.sqlite`` in ``bundle``).
         log_sync: SQLite ``synchronous`` mode of the log (NORMAL survives ``kill -9``).
+        log_max_mb: rotate the log once its rows take this many MiB (None: no size bound).
+        log_max_age_days: rotate the log once its oldest row is this old (None: no age bound).
+        log_keep: rotated archives kept beside the log (1..9); the oldest are deleted.
         max_batch: most rows in one predictor call.
         max_wait_ms: longest a request waits for batch-mates.
         budget_ms: latency budget; past it requests are answered 503.
@@ -84,6 +87,9 @@ class ServeOptions:
     bundle: str
     log_path: str | None = None
     log_sync: str = "NORMAL"
+    log_max_mb: float | None = 256.0
+    log_max_age_days: float | None = None
+    log_keep: int = 8
     max_batch: int = 256
     max_wait_ms: float = 2.0
     budget_ms: float = 250.0
@@ -157,11 +163,21 @@ class Service:
             return Path(self.options.log_path)
         return config.prediction_log_path(self.options.bundle)
 
+    def _open_log(self) -> PredictionLog:
+        opts = self.options
+        return PredictionLog(
+            self.log_path(),
+            synchronous=opts.log_sync,
+            max_bytes=None if opts.log_max_mb is None else int(opts.log_max_mb * (1 << 20)),
+            max_age_s=None if opts.log_max_age_days is None else opts.log_max_age_days * 86400,
+            keep=opts.log_keep,
+        )
+
     @contextlib.asynccontextmanager
     async def lifespan(self, _: Starlette) -> AsyncIterator[None]:
         """Start the log, the batcher and the first model load; on shutdown drain and close."""
         try:
-            self.log = PredictionLog(self.log_path(), synchronous=self.options.log_sync)
+            self.log = self._open_log()
         except LogUnavailableError as exc:  # start anyway: 503 until the log can be written
             self._log_failed(exc)
         self.batcher = MicroBatcher(
@@ -224,9 +240,7 @@ class Service:
             await asyncio.sleep(_LOG_PROBE_S)
             try:
                 if self.log is None:
-                    self.log = await asyncio.to_thread(
-                        PredictionLog, self.log_path(), synchronous=self.options.log_sync
-                    )
+                    self.log = await asyncio.to_thread(self._open_log)
                 else:
                     await asyncio.to_thread(self.log.probe)
             except LogUnavailableError as exc:
