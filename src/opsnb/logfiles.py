@@ -66,7 +66,9 @@ def open_readonly(log: str | os.PathLike[str]) -> sqlite3.Connection:
         parts, labels = [], []
         for k, archive in enumerate(older):
             conn.execute(f"ATTACH DATABASE ? AS a{k}", (f"file:{archive}?mode=ro",))
-            parts.append(f"SELECT ({k} << 40) + rowid AS rowid, {_PREDICTIONS} FROM a{k}.predictions")
+            parts.append(
+                f"SELECT ({k} << 40) + rowid AS rowid, {_PREDICTIONS} FROM a{k}.predictions"
+            )
             labels.append(f"SELECT request_id, label, ts FROM a{k}.feedback")
         parts.append(
             f"SELECT ({len(older)} << 40) + rowid AS rowid, {_PREDICTIONS} FROM main.predictions"

@@ -226,18 +226,23 @@ class PredictionLog:
             pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
             free = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
             size = self._conn.execute("PRAGMA page_size").fetchone()[0]
-            empty = 1 + self._conn.execute(  # page 1 and one root page per table and index
-                "SELECT count(*) FROM sqlite_master WHERE rootpage > 0"
-            ).fetchone()[0]
+            empty = (
+                1
+                + self._conn.execute(  # page 1 and one root page per table and index
+                    "SELECT count(*) FROM sqlite_master WHERE rootpage > 0"
+                ).fetchone()[0]
+            )
             if (pages - free - empty) * size > self.max_bytes:
                 return True
-        return self.max_age_s is not None and oldest is not None and (
-            time.time() - oldest > self.max_age_s
+        return (
+            self.max_age_s is not None
+            and oldest is not None
+            and (time.time() - oldest > self.max_age_s)
         )
 
     def _maybe_rotate(self) -> None:
         """At a group boundary (lock held): rotate if a bound is passed; never fail the write."""
-        if self.max_bytes is None and self.max_age_s is None or time.time() < self._retry_at:
+        if (self.max_bytes is None and self.max_age_s is None) or time.time() < self._retry_at:
             return
         try:
             if self._due(self._oldest):
