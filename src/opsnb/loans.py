@@ -261,6 +261,23 @@ def scenario(name: str) -> Scenario:
     return SCENARIOS[name]
 
 
+HOURLY = (0.15, 0.1, 0.08, 0.08, 0.1, 0.2, 0.45, 0.8, 1.2, 1.5, 1.6, 1.55,
+          1.4, 1.5, 1.55, 1.45, 1.3, 1.2, 1.25, 1.35, 1.2, 0.9, 0.55, 0.3)  # fmt: skip
+"""Relative arrival rate of loan applications by hour of day (0-23)."""
+WEEKLY = (1.0, 1.05, 1.05, 1.0, 0.9, 0.5, 0.35)
+"""Relative arrival rate by weekday (Monday first)."""
+
+
+def seasonal_times(n_rows: int, *, start: pd.Timestamp, days: int, seed: int) -> pd.Series:
+    """``n_rows`` sorted arrival times over ``days`` from ``start`` at the HOURLY x WEEKLY rate."""
+    hours = pd.date_range(start, periods=days * 24, freq="h")
+    rate = np.asarray(HOURLY)[hours.hour] * np.asarray(WEEKLY)[hours.day_of_week]
+    rng = np.random.default_rng([seed, 3])
+    picked = rng.choice(len(hours), size=n_rows, p=rate / rate.sum())
+    offsets = picked * 3600.0 + rng.uniform(0, 3600, n_rows)
+    return pd.Series(hours[0] + pd.to_timedelta(np.sort(offsets), unit="s"))
+
+
 def production_stream(
     n_rows: int,
     *,
@@ -268,8 +285,12 @@ def production_stream(
     after: pd.Timestamp,
     days: int = 30,
     scenario: Scenario | None = None,
+    seasonal: bool = True,
 ) -> pd.DataFrame:
     """Generate applications arriving in the ``days`` after ``after``, altered by ``scenario``.
+
+    With ``seasonal`` the arrival times follow :data:`HOURLY` and :data:`WEEKLY` (busy office
+    hours, quiet nights and weekends), so a replay of the stream draws a week's usage pattern.
 
     The same ``seed`` and scenario always give the same table. Besides the training columns it
     has ``truth_drifted`` (the row's features were altered), ``truth_flipped`` (its label was
@@ -277,6 +298,8 @@ def production_stream(
     """
     plan = scenario or Scenario()
     frame = loan_applications(n_rows, seed=seed, start=after, days=days)
+    if seasonal:
+        frame[LOANS_TIMESTAMP] = seasonal_times(n_rows, start=after, days=days, seed=seed)
     rng = np.random.default_rng([seed, 1])
     progress = np.linspace(0.0, 1.0, n_rows)  # rows are ordered in time
     late = progress >= 0.5

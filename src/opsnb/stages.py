@@ -160,8 +160,10 @@ STAGES: tuple[Stage, ...] = (
             "monitor/quality.json",
             "monitor/alerts.json",
             "monitor/review.parquet",
+            "monitor/usage.parquet",
+            "monitor/cost.json",
         ),
-        "replay production through the real server, analyse its log, alert",
+        "replay production through the real server, analyse its log, alert, cost it",
     ),
     Stage(
         "update",
