@@ -16,6 +16,7 @@ from opsnb.feedback import read_labelled
 from opsnb.monitoring import logs
 from opsnb.serving.predlog import PredictionLog
 from tests.serving_support import running_server
+from tests.support import opsnb_cli
 
 
 def rows(n: int, start: int = 0, ts: float | None = None):
@@ -125,8 +126,14 @@ def test_a_crash_between_a_rotations_commits_loses_nothing_and_duplicates_nothin
 def test_retention_options_are_checked(tmp_path):
     with pytest.raises(ConfigError, match=r"log keep must be 1\.\.9"):
         PredictionLog(tmp_path / "a.sqlite", keep=10)
-    with pytest.raises(ConfigError, match="log max bytes must be > 0"):
+    with pytest.raises(ConfigError, match="log max size must be > 0"):
         PredictionLog(tmp_path / "a.sqlite", max_bytes=0)
+
+
+def test_serve_refuses_a_keep_readers_cannot_attach(serving_run):
+    result = opsnb_cli("serve", str(serving_run), "--port", "1", "--log-keep", "12")
+    assert result.returncode == 1
+    assert "log keep must be 1..9 archives" in result.stderr
 
 
 def test_readers_refuse_more_archives_than_sqlite_can_attach(tmp_path):

@@ -87,7 +87,7 @@ class ServeOptions:
     bundle: str
     log_path: str | None = None
     log_sync: str = "NORMAL"
-    log_max_mb: float | None = 256.0
+    log_max_mb: float | None = 64.0
     log_max_age_days: float | None = None
     log_keep: int = 8
     max_batch: int = 256

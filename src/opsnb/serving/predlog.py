@@ -69,6 +69,18 @@ def _unavailable(exc: sqlite3.Error) -> LogUnavailableError:
     return LogUnavailableError(f"{type(exc).__name__}: {exc}")
 
 
+def check_retention(max_size: float | None, max_age: float | None, keep: int) -> None:
+    """Refuse a retention setting that cannot work (a bound <= 0, ``keep`` out of range)."""
+    for name, value in (("log max size", max_size), ("log max age", max_age)):
+        if value is not None and not value > 0:
+            raise ConfigError(f"{name} must be > 0 (or none: no bound), got {value!r}")
+    if not 1 <= keep <= logfiles.MAX_ARCHIVES:
+        raise ConfigError(
+            f"log keep must be 1..{logfiles.MAX_ARCHIVES} archives (readers attach them all "
+            f"to one SQLite connection), got {keep!r}; pass --log-keep in that range"
+        )
+
+
 PredictionRow = tuple[str, float, str, str, float, float]
 """(request_id, ts, model_version, features JSON, output, latency_ms)."""
 
@@ -97,14 +109,7 @@ class PredictionLog:
             raise ConfigError(
                 f"log synchronous mode {synchronous!r} is not one of {', '.join(SYNC_MODES)}"
             )
-        for name, value in (("log max bytes", max_bytes), ("log max age", max_age_s)):
-            if value is not None and not value > 0:
-                raise ConfigError(f"{name} must be > 0 (or unset: no bound), got {value!r}")
-        if not 1 <= keep <= logfiles.MAX_ARCHIVES:
-            raise ConfigError(
-                f"log keep must be 1..{logfiles.MAX_ARCHIVES} archives (readers attach them all "
-                f"to one SQLite connection), got {keep!r}"
-            )
+        check_retention(max_bytes, max_age_s, keep)
         self.path = Path(path)
         self.synchronous = synchronous.upper()
         self.max_bytes, self.max_age_s, self.keep = max_bytes, max_age_s, keep
