@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint clean-notebooks lab clean
+.PHONY: run test lint mutate clean-notebooks lab clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/opsnb notebooks check
+
+## make mutate [MODULES="parity bundle"]: mutation score per guarantee-carrying module (slow;
+## not part of make test). Scores go to tests/mutation/last_scores.md and the README.
+mutate: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[mutate]'
+	$(BIN)/python tests/mutation/run.py $(MODULES)
 
 ## make clean-notebooks: strip stray outputs and execution counts from notebooks/
 clean-notebooks: $(STAMP)

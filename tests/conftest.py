@@ -14,6 +14,17 @@ from opsnb.schema import to_matrix
 from tests.model_kinds import bundle_of, train_kind
 from tests.support import opsnb_cli, small_args
 
+SLOW_TIMEOUT_S = 1800
+"""A slow test may first build a whole pipeline run (session fixtures count towards the test
+that first needs them): a larger deadline than pyproject's 300 s, still a failure with a
+traceback instead of a CI kill."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))
+
 
 @pytest.fixture
 def runs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -98,14 +98,23 @@ def wait_ready(server: Server, timeout_s: float = 60) -> dict[str, Any]:
 def running_server(
     run: Path, *options: str, folder: Path, admin_token: str | None = None
 ) -> Iterator[Server]:
-    """Start ``opsnb serve run`` on a free loopback port; always stop it."""
+    """Start ``opsnb serve run`` on a loopback port; always stop it.
+
+    One process binds port 0 itself and reports the port it got (``--port-file``): no race
+    between finding a free port and binding it. Several workers need a fixed port.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    port, output = free_port(), folder / f"server-{time.monotonic_ns()}.out"
+    output = folder / f"server-{time.monotonic_ns()}.out"
+    port_file = folder / f"port-{time.monotonic_ns()}"
     log = folder / "predictions.sqlite"
     if admin_token:
         token_file = folder / "admin-token"
         token_file.write_text(admin_token)
         options = (*options, "--admin-token-file", str(token_file))
+    fixed = "--workers" in options and options[options.index("--workers") + 1] != "1"
+    where = (
+        ["--port", str(free_port())] if fixed else ["--port", "0", "--port-file", str(port_file)]
+    )
     with output.open("wb") as sink:
         proc = subprocess.Popen(
             [
@@ -114,8 +123,7 @@ def running_server(
                 "opsnb.cli",
                 "serve",
                 str(run),
-                "--port",
-                str(port),
+                *where,
                 "--log",
                 str(log),
                 *options,
@@ -125,6 +133,7 @@ def running_server(
             cwd=PROJECT,
             start_new_session=True,  # its worker processes share its group: stopped together
         )
+    port = int(where[1]) if fixed else _reported_port(port_file, proc, output)
     server = Server(port, proc, log, output)
     try:
         wait_ready(server)
@@ -137,6 +146,21 @@ def running_server(
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)  # no worker outlives a stuck supervisor
                 proc.wait()
+
+
+def _reported_port(
+    port_file: Path, proc: subprocess.Popen[bytes], output: Path, timeout_s: float = 120
+) -> int:
+    """The port the server wrote to ``port_file`` once it was listening."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if port_file.is_file():
+            return int(port_file.read_text())
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited {proc.returncode}: {output.read_text()}")
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"server reported no port in {timeout_s} s: {output.read_text()}")
 
 
 def copy_bundle(run: Path, target: Path, *, version: str | None = None) -> Path:

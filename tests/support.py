@@ -28,7 +28,9 @@ def small_args() -> list[str]:
     return args
 
 
-def opsnb_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def opsnb_cli(
+    *args: str, env: dict[str, str] | None = None, timeout_s: float = 600
+) -> subprocess.CompletedProcess[str]:
     """Run the real ``opsnb`` command (this interpreter's) and capture its output."""
     return subprocess.run(
         [sys.executable, "-m", "opsnb.cli", *args],
@@ -36,7 +38,7 @@ def opsnb_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
         text=True,
         cwd=PROJECT,
         env={**os.environ, **(env or {})},
-        timeout=600,
+        timeout=timeout_s,
         check=False,
     )
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from opsnb import bundle as layout
-from opsnb import signing
+from opsnb import predictor, signing
 from opsnb.artifacts import sha256_file
 from opsnb.bundle import VerifiedBundle, read_manifest, verify_bundle, write_manifest
 from opsnb.errors import ArtifactError, ConfigError, SchemaError
@@ -126,6 +126,36 @@ def test_a_library_swapped_after_verification_is_refused_before_it_is_loaded(
         CompiledModel(verified)
     assert not marker.exists()
     assert "evil" not in Path("/proc/self/maps").read_text()
+
+
+def test_the_private_copy_that_is_loaded_is_the_file_whose_hash_is_checked(
+    bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The library is swapped for the copy and put back before anyone hashes the original:
+    only hashing the copy itself, right before ``dlopen``, refuses it."""
+    verified = verify_bundle(bundle)
+    good = (bundle / "model.so").read_bytes()
+    marker = tmp_path / "constructor-ran"
+    (tmp_path / "evil.c").write_text(CONSTRUCTOR % marker)
+    evil = tmp_path / "evil.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", evil, tmp_path / "evil.c"], check=True)
+    shutil.copyfile(evil, bundle / "model.so")
+    real_copy = predictor.private_copy
+
+    def copy_then_restore(library: Path, **options: str) -> Path:
+        copy = real_copy(library, **options)
+        (bundle / "model.so").write_bytes(good)  # the original is intact again
+        return copy
+
+    monkeypatch.setattr(predictor, "private_copy", copy_then_restore)
+    with pytest.raises(ArtifactError, match=r"model.so does not match manifest.json.*refusing"):
+        CompiledModel(verified)
+    assert not marker.exists()
+    assert "evil" not in Path("/proc/self/maps").read_text()
+    monkeypatch.undo()
+    model = CompiledModel(verified)  # the intact library still loads
+    assert model.self_check()["passed"]
+    model.close()
 
 
 def test_the_schema_and_golden_rows_come_from_the_bytes_that_were_hashed(bundle: Path) -> None:

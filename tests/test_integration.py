@@ -1,15 +1,18 @@
 """The whole pipeline through the real `opsnb run`, each stage checked against its contract."""
 
 import itertools
+import os
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import xgboost as xgb
 
-from opsnb import config
+from opsnb import config, parameters
 from opsnb.artifacts import read_json, sha256_file
+from opsnb.monitoring.alerts import FIELDS
 from opsnb.schema import Schema
 from opsnb.stages import STAGES
 from tests.support import SMALL, manifest_of, opsnb_cli, small_args
@@ -20,11 +23,23 @@ pytestmark = pytest.mark.slow
 def test_every_stage_succeeded_and_every_artifact_verifies(completed_run: Path) -> None:
     manifest = manifest_of(completed_run)
     assert manifest.data["status"] == "succeeded"
+    previous_end = datetime.min.replace(tzinfo=UTC)
+    routed = parameters.route_parameters(SMALL)
     for stage in STAGES:
         record = manifest.stages[stage.name]
         assert record["status"] == "succeeded", stage.name
-        for key in ("started", "finished", "wall_s", "cpu_s", "kernel_peak_rss_mb", "params"):
-            assert key in record, (stage.name, key)
+        # values, not presence: a stage ends after it starts, after the one before it ended;
+        # its wall time covers that span (plus the kernel's start); CPU and memory are bounded
+        started = datetime.fromisoformat(record["started"])
+        finished = datetime.fromisoformat(record["finished"])
+        assert previous_end <= started < finished, stage.name
+        previous_end = finished
+        assert (finished - started).total_seconds() <= record["wall_s"] + 1.0, stage.name
+        assert 0 < record["wall_s"] < 1800, stage.name
+        assert 0 < record["cpu_s"] <= record["wall_s"] * (os.cpu_count() or 1) + 1.0, stage.name
+        assert 50 < record["kernel_peak_rss_mb"] < 16_000, stage.name  # a Python kernel, small data
+        given = routed[stage.name]  # what the command line gave this stage, as recorded
+        assert {k: record["params"][k] for k in given} == given, stage.name
         assert set(record["inputs"]) == set(stage.consumes)
         assert set(record["outputs"]) == set(stage.produces)
         for relpath in stage.produces:
@@ -113,7 +128,16 @@ def test_monitor_replayed_production_through_the_server_and_analysed_its_log(
     quality = read_json(monitor / "quality.json")
     assert quality["metric"] == "auc"
     assert quality["windows"]
-    assert isinstance(read_json(monitor / "alerts.json"), list)
+    alerts = read_json(monitor / "alerts.json")
+    for alert in alerts:  # each alert is complete and names what to do
+        assert tuple(alert) == FIELDS
+        assert alert["kind"]
+        assert alert["subject"]
+        assert alert["action"]
+    assert {a["subject"] for a in alerts if a["kind"] == "drift"} <= {
+        *schema.feature_names,
+        "(prediction)",
+    }
     assert len(pd.read_parquet(monitor / "review.parquet")) > 0
 
 

@@ -34,10 +34,31 @@ def test_different_row_counts_are_refused():
         ParityError, match=r"xgboost gave 3 predictions but the compiled library gave 2"
     ):
         parity_report(np.zeros(3), np.zeros(2))
+    with pytest.raises(ParityError, match=r"gave 2 predictions but the compiled library gave 3"):
+        parity_report(np.zeros(2), np.zeros(3))
 
 
 def test_no_rows_is_not_a_pass():
-    assert not parity_report(np.zeros(0), np.zeros(0))["passed"]
+    report = parity_report(np.zeros(0), np.zeros(0))
+    assert report == {
+        "reference": "xgboost",
+        "rows": 0,
+        "max_abs_diff": 0.0,
+        "max_scaled_diff": 0.0,
+        "worst_row": -1,
+        "tolerance": 1e-5,
+        "passed": False,
+    }
+
+
+def test_the_refusal_states_the_gap_whichever_side_is_larger():
+    report = parity_report(np.array([0.5, 0.7]), np.array([0.2, 0.7]), label="treelite.gtil")
+    with pytest.raises(
+        ParityError,
+        match=r"^compiled predictions differ from treelite.gtil by 0.3 at row 0: 0.2 vs 0.5 "
+        r"\(tolerance 1e-05, 2 rows compared\); the compiled library must not be used",
+    ):
+        check_parity(report)
 
 
 def test_golden_rows_round_trip_nan_signed_zero_and_float32_extremes(tmp_path):
@@ -70,3 +91,33 @@ def test_large_outputs_are_compared_relative_to_their_size():
     assert wrong["worst_row"] == 1
     with pytest.raises(ParityError, match=r"differ from xgboost by 0.01 at row 1: 150.01 vs 150"):
         check_parity(wrong)
+
+
+def test_the_tolerance_given_is_the_one_applied():
+    reference = np.array([0.5, 0.25])
+    off = reference + np.array([5e-4, 0.0])
+    assert parity_report(reference, off, tolerance=1e-3)["passed"] is True
+    assert parity_report(reference, off, tolerance=1e-3)["tolerance"] == 1e-3
+    assert parity_report(reference, off, tolerance=1e-5)["passed"] is False
+    close = reference + np.array([5e-6, 0.0])
+    assert parity_report(reference, close)["passed"] is True  # the default: 1e-5
+    assert parity_report(reference, close, tolerance=1e-6)["passed"] is False
+    exact = 2.0**-17  # representable: the difference is exactly the tolerance
+    assert parity_report(reference, reference + exact, tolerance=exact)["passed"] is True  # <=
+
+
+def test_outputs_up_to_1_are_compared_absolutely_and_beyond_relative_to_the_output():
+    # |reference| <= 1: the difference itself; beyond: the difference / |reference|
+    for ref, diff, passed, scaled in [
+        (0.9, 2e-5, False, 2e-5),
+        (-1.0, 1.5e-5, False, 1.5e-5),
+        (2.0, 1.5e-5, True, 7.5e-6),
+        (5.0, 9e-5, False, 1.8e-5),
+        (5.0, 4e-5, True, 8e-6),
+        (-300.0, 6e-3, False, 2e-5),
+    ]:
+        report = parity_report(np.array([ref]), np.array([ref + diff]), tolerance=1e-5)
+        assert report["passed"] is passed, (ref, diff)
+        assert report["max_scaled_diff"] == pytest.approx(scaled, rel=1e-6), (ref, diff)
+        assert report["max_abs_diff"] == pytest.approx(diff, rel=1e-6)
+        assert (report["worst_reference"], report["worst_compiled"]) == (ref, ref + diff)

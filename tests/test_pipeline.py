@@ -1,5 +1,6 @@
 """The runner: pre-flight checks, reuse, fingerprints, and failure semantics."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import nbformat
 import pytest
 
 from opsnb import config, parameters, pipeline
-from opsnb.artifacts import RunManifest, write_json
+from opsnb.artifacts import RunManifest, sha256_file, write_json
 from opsnb.errors import ConfigError, StageError
 from opsnb.stages import STAGES, stage_by_name
 from tests.support import SMALL
@@ -118,6 +119,58 @@ def test_an_unchanged_rerun_reuses_every_stage_and_a_change_reruns_only_what_it_
     assert status["design"] == "reused"
     assert status["train"] == "executed"
     assert changed.manifest.stages["design"]["reused_from"] in {"good", "again"}
+    # A changed input reruns every stage downstream of it, not just the first: each later stage's
+    # fingerprint holds its inputs' hashes, so none may reuse the old run's outputs.
+    after_train = [s.name for s in STAGES][[s.name for s in STAGES].index("train") + 1 :]
+    assert after_train, "stages follow train"
+    assert {name: status[name] for name in after_train} == dict.fromkeys(after_train, "executed")
+    # ...so the bundle shipped is built from this run's model, not the earlier run's.
+    model_hash = sha256_file(changed.run_dir / "model" / "model.ubj")
+    bundle_manifest = json.loads((changed.run_dir / "bundle" / "manifest.json").read_text())
+    assert bundle_manifest["model_sha256"] == model_hash
+    good_model = sha256_file(completed_run / "model" / "model.ubj")
+    assert model_hash != good_model  # the change did change the model
+
+
+def test_the_fingerprint_changes_with_each_thing_it_covers() -> None:
+    """Inputs, parameters, outside inputs: changing any one changes the fingerprint."""
+    train = stage_by_name("train")
+    base = pipeline.fingerprint(train, {"seed": 1}, {"a.csv": "0" * 64}, {"frozen contract": "x"})
+    assert base == pipeline.fingerprint(
+        train, {"seed": 1}, {"a.csv": "0" * 64}, {"frozen contract": "x"}
+    )
+    variants = [
+        pipeline.fingerprint(train, {"seed": 2}, {"a.csv": "0" * 64}, {"frozen contract": "x"}),
+        pipeline.fingerprint(train, {"seed": 1}, {"a.csv": "1" * 64}, {"frozen contract": "x"}),
+        pipeline.fingerprint(train, {"seed": 1}, {"b.csv": "0" * 64}, {"frozen contract": "x"}),
+        pipeline.fingerprint(train, {"seed": 1}, {"a.csv": "0" * 64}, {"frozen contract": "y"}),
+        pipeline.fingerprint(stage_by_name("design"), {"seed": 1}, {"a.csv": "0" * 64}),
+    ]
+    assert len({base, *variants}) == len(variants) + 1
+
+
+def test_a_change_to_opsnbs_own_code_changes_every_fingerprint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The code hash covers opsnb's sources by content: an edit forces a re-run."""
+    package = tmp_path / "opsnb"
+    shutil.copytree(Path(pipeline.__file__).parent, package)
+    monkeypatch.setattr(pipeline, "__file__", str(package / "pipeline.py"))
+    pipeline.code_hash.cache_clear()
+    try:
+        problem = stage_by_name("problem")
+        before = pipeline.fingerprint(problem, {}, {})
+        pipeline.code_hash.cache_clear()
+        assert pipeline.fingerprint(problem, {}, {}) == before  # content, not mtime
+        (package / "pipeline.py").touch()
+        pipeline.code_hash.cache_clear()
+        assert pipeline.fingerprint(problem, {}, {}) == before
+        tables = package / "tables.py"
+        tables.write_text(tables.read_text() + "\n# an edit\n")
+        pipeline.code_hash.cache_clear()
+        assert pipeline.fingerprint(problem, {}, {}) != before
+    finally:
+        pipeline.code_hash.cache_clear()
 
 
 def test_from_needs_an_existing_run() -> None:
@@ -144,6 +197,7 @@ def test_the_manifest_records_every_value_a_stage_ran_with() -> None:
     design = stage_by_name("design")
     assert parameters.resolved_parameters(design, {"cv_folds": 5}) == {
         "seed": 42, "max_depth": [4, 6], "learning_rate": [0.1], "cv_folds": 5, "max_rounds": 400,
+        "engine": "local", "scheduler": "",
     }  # fmt: skip
 
 
@@ -167,3 +221,18 @@ def test_reuse_comes_only_from_the_projects_runs_folder(tmp_path: Path, runs_dir
     found = pipeline._find_reusable(problem, fp, scratch)
     assert found is not None
     assert found.run_dir == runs_dir / "good"
+
+
+@pytest.mark.slow
+def test_force_executes_a_stage_whose_fingerprint_is_unchanged(runs_dir: Path) -> None:
+    first = pipeline.run(run_id="r", until="problem", report_html=False)
+    assert [o.status for o in first.outcomes] == ["executed"]
+    fp = first.manifest.stages["problem"]["fingerprint"]
+    again = pipeline.run(run_id="r", until="problem", report_html=False)
+    assert [o.status for o in again.outcomes] == ["unchanged"]
+    forced = pipeline.run(run_id="r", until="problem", force=True, report_html=False)
+    assert [o.status for o in forced.outcomes] == ["executed"]
+    assert forced.manifest.stages["problem"]["fingerprint"] == fp  # same inputs, run again
+    other = pipeline.run(run_id="other", until="problem", force=True, report_html=False)
+    assert [o.status for o in other.outcomes] == ["executed"]  # not reused from 'r' either
+    assert "reused_from" not in other.manifest.stages["problem"]

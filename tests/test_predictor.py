@@ -87,10 +87,16 @@ def test_a_threaded_batch_scores_every_row_exactly_once(model, monkeypatch):
         real(x, out, **kwargs)
 
     monkeypatch.setattr(model._native, "predict_into", recording)
+    # The rows worth a thread are measured at load (machine speed): pin them for the split.
+    monkeypatch.setattr(model, "min_rows_per_thread", 1000)
     x = np.random.default_rng(0).normal(size=(5000, 5)).astype(np.float32)
     out = model.predict(x)
     assert sorted(scored) == [(0, 2500), (2500, 2500)]  # two threads, no row twice
     assert np.isfinite(out).all()
+    scored.clear()
+    monkeypatch.setattr(model, "min_rows_per_thread", 3000)  # 5000 rows: not worth two
+    np.testing.assert_array_equal(model.predict(x), out)
+    assert scored == [(0, 5000)]
 
 
 def test_many_threads_at_once_get_what_one_thread_gets(model, model_kinds):
@@ -189,3 +195,26 @@ def test_each_load_uses_a_fresh_private_path(categorical_bundle):
 def test_threads_must_be_positive(categorical_bundle):
     with pytest.raises(ConfigError, match="threads must be >= 1, got 0"):
         load_bundle(categorical_bundle, threads=0)
+
+
+def test_the_entry_points_error_codes_become_named_errors(model):
+    """``opsnb_predict`` returns 0, -1 (wrong column count), or 1 + the flat index of the first
+    value it cannot score; each non-zero code is an error naming what was wrong."""
+    native = model._native
+    n = native.n_features
+    x = np.zeros((3, n), np.float32)
+    out = np.full(3, -1.0)
+    assert native.call(x.ctypes.data, 3, n, 0, out.ctypes.data) == 0
+    assert np.isfinite(out).all()
+    wide = np.zeros((3, n + 1), np.float32)
+    rc = native.call(wide.ctypes.data, 3, n + 1, 0, out.ctypes.data)
+    assert rc == -1
+    with pytest.raises(SchemaError, match=rf"opsnb_predict refused {n + 1} columns"):
+        native.raise_for(rc, wide)
+    x[2, 1] = np.inf
+    rc = native.call(x.ctypes.data, 3, n, 0, out.ctypes.data)
+    assert rc == 2 * n + 1 + 1
+    with pytest.raises(SchemaError, match=r"row 12, feature 'x1' is inf as float32"):
+        native.raise_for(rc, x, row_offset=10)
+    with pytest.raises(MemoryError, match=r"could not allocate"):
+        native.raise_for(-2, x)

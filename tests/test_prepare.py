@@ -115,3 +115,54 @@ def test_rows_admitted_by_an_update_join_only_the_training_split() -> None:
         pd.testing.assert_frame_equal(after.parts[name], before.parts[name])
     assert set(range(1500, 1503)) <= set(refused[prepare.QUARANTINE_ROW])
     assert len(refused) <= 5
+
+
+def test_a_row_breaking_several_rules_gets_the_first_reason_in_priority_order(
+    tmp_path: Path,
+) -> None:
+    """One reason per row, the documented order: label missing, wrong type, ..., duplicate."""
+    rows = census_rows(400, seed=4)
+    clean = datasets.load(str(write_census(tmp_path / "clean.csv", rows)), target="income")
+    first = _prepare(clean)
+    bad = [list(r) for r in rows]
+    bad[5][0], bad[5][6] = "forty", "?"  # wrong type and label missing
+    bad[9][3], bad[9][0] = "lots", "250"  # wrong type and out of range
+    bad[17][0], bad[17][2] = "250", "Kindergarten"  # out of range and unknown category
+    bad += [[*rows[50][:3], "many", *rows[50][4:7], "400", rows[50][8]]]  # wrong type, duplicate
+    bad += [[*rows[60][:6], "?", "401", rows[60][8]]]  # label missing and a duplicate's content
+    injected = datasets.load(str(write_census(tmp_path / "bad.csv", bad)), target="income")
+    found = _prepare(injected, frozen=first.schema).quarantined.set_index(prepare.QUARANTINE_ROW)
+    assert found[prepare.QUARANTINE_REASON].to_dict() == {
+        5: "label missing",
+        9: "wrong type",
+        17: "out of range",
+        400: "wrong type",
+        401: "label missing",
+    }
+    assert found[prepare.QUARANTINE_COLUMN].to_dict() == {
+        5: "income",
+        9: "hours_per_week",
+        17: "age",
+        400: "hours_per_week",
+        401: "income",
+    }
+
+
+def test_na_empty_and_question_mark_are_missing_values_not_wrong_types(tmp_path: Path) -> None:
+    rows = census_rows(400, seed=4)
+    clean = datasets.load(str(write_census(tmp_path / "clean.csv", rows)), target="income")
+    first = _prepare(clean)
+    holes = [list(r) for r in rows]
+    holes[3][3], holes[4][3], holes[7][3] = "NA", "", "?"  # a numeric feature, missing 3 ways
+    holes[8][1] = "NA"  # a categorical feature
+    loaded = datasets.load(str(write_census(tmp_path / "holes.csv", holes)), target="income")
+    assert loaded.frame["hours_per_week"].iloc[[3, 4, 7]].isna().all()
+    assert pd.isna(loaded.frame["workclass"].iloc[8])
+    again = _prepare(loaded, frozen=first.schema)
+    # missing, not text: where the contract requires a value the reason says so, never
+    # "wrong type"; where it allows one missing (workclass), the row is kept
+    found = again.quarantined.set_index(prepare.QUARANTINE_ROW)
+    assert found[prepare.QUARANTINE_REASON].to_dict() == dict.fromkeys(
+        [3, 4, 7], "missing required value"
+    )
+    assert sum(len(p) for p in again.parts.values()) == 400 - 3

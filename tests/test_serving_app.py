@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from opsnb import predictor
 from opsnb.bench import load as loadtest
 from opsnb.serving import ServeOptions, create_app
-from tests.serving_support import Server, free_port, running_server
+from opsnb.serving.server import bind
+from tests.serving_support import Server, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -233,13 +234,14 @@ def test_health_ready_metrics_and_openapi(server, records):
 @pytest.fixture(scope="module")
 def in_process(serving_run, tmp_path_factory):
     """The same app under uvicorn in a thread of this process (so coverage sees it)."""
-    port = free_port()
+    sock = bind("127.0.0.1", 0)  # the system picks the port: no find-then-bind race
+    port = int(sock.getsockname()[1])
     folder = tmp_path_factory.mktemp("in-process")
     options = ServeOptions(
         bundle=str(serving_run), log_path=str(folder / "log.sqlite"), admin_token="t0ken"
     )
     server = uvicorn.Server(uvicorn.Config(create_app(options), port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     running = Server(port, None, folder / "log.sqlite", folder / "none")
     deadline = time.monotonic() + 60
@@ -279,3 +281,40 @@ def test_in_process_service_answers_refuses_and_reloads(in_process, serving_run,
     assert in_process.get("/openapi.json")[0] == 200
     assert in_process.get("/docs")[0] == 200
     assert b'opsnb_reloads_total{outcome="refused"} 1.0' in in_process.get("/metrics")[1]
+
+
+def test_until_a_model_is_loaded_ready_and_predict_answer_503_and_health_200(
+    serving_run, copy_of, tmp_path, records
+):
+    """No model loaded (here: the configured one is refused): alive, not ready, no predictions."""
+    run = copy_of(serving_run)
+    library = run / "bundle" / "model.so"
+    library.write_bytes(library.read_bytes()[:-64])
+    sock = bind("127.0.0.1", 0)
+    port = int(sock.getsockname()[1])
+    options = ServeOptions(bundle=str(run), log_path=str(tmp_path / "log.sqlite"))
+    server = uvicorn.Server(uvicorn.Config(create_app(options), port=port, log_level="critical"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    running = Server(port, None, tmp_path / "log.sqlite", tmp_path / "none")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                status, raw = running.get("/ready")
+                if "does not match" in raw.decode():
+                    break
+            time.sleep(0.05)
+        assert status == 503
+        ready = json.loads(raw)
+        assert ready["ready"] is False
+        assert "bundle file model.so does not match manifest.json" in ready["reason"]
+        assert running.get("/health") == (200, b'{"alive":true}')
+        status, answer = running.post("/predict", records[:1])
+        assert status == 503
+        assert answer["message"] == "the model is not loaded yet; retry shortly"
+        assert running.get("/openapi.json")[0] == 503
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    assert not thread.is_alive()

@@ -97,3 +97,14 @@ def test_an_unknown_synchronous_mode_is_refused(tmp_path):
         ConfigError, match=r"log synchronous mode 'SOMETIMES' is not one of OFF, NOR"
     ):
         PredictionLog(tmp_path / "log.sqlite", synchronous="SOMETIMES")
+
+
+@pytest.mark.parametrize(("mode", "level"), [("off", 0), ("NORMAL", 1), ("FULL", 2)])
+def test_the_synchronous_mode_asked_for_is_the_one_sqlite_uses(tmp_path, mode, level):
+    """``--log-sync FULL`` reaches SQLite: each commit is synced to disk (power-loss safe)."""
+    log = PredictionLog(tmp_path / "log.sqlite", synchronous=mode)
+    assert log.synchronous == mode.upper()
+    assert log._conn.execute("PRAGMA synchronous").fetchone()[0] == level
+    log.write(rows(3))
+    log.close()
+    assert count(tmp_path / "log.sqlite") == 3

@@ -1,12 +1,15 @@
 import asyncio
+import json
 import shutil
 
 import pytest
 
+from opsnb import signing
+from opsnb.artifacts import sha256_file
 from opsnb.bundle import resolve_bundle
-from opsnb.errors import ArtifactError, OpsnbError
-from opsnb.serving.reload import ModelSlot, prepare
-from opsnb.serving.store import ModelStore
+from opsnb.errors import ArtifactError, OpsnbError, ParityError
+from opsnb.serving.reload import ModelSlot, prepare, verify
+from opsnb.serving.store import ModelStore, Trust
 from tests.serving_support import copy_bundle
 
 
@@ -73,3 +76,38 @@ def test_a_refused_reload_keeps_the_old_model_serving(serving_run, tmp_path):
     assert "model.so does not match" in error
     assert second.version == "f" * 12
     shutil.rmtree(tmp_path / "bad")
+
+
+def predicting_wrongly(bundle):
+    """A signed, intact bundle whose library does not give the outputs its golden rows record
+    (as when a wrong model.so was sealed): trust and hashes pass, only the self-check refuses."""
+    golden = json.loads((bundle / "golden.json").read_text())
+    golden["expected"] = [min(1.0, value + 0.25) for value in golden["expected"]]
+    (bundle / "golden.json").write_text(json.dumps(golden))
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"]["golden.json"] = sha256_file(bundle / "golden.json")
+    manifest["model_sha256"] = "e" * 64
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    signing.sign_bundle(bundle)
+    return bundle
+
+
+def test_a_signed_bundle_that_predicts_wrongly_is_refused_by_its_self_check(serving_run, tmp_path):
+    shutil.copytree(serving_run / "bundle", tmp_path / "first")
+    wrong = predicting_wrongly(copy_bundle(serving_run, tmp_path / "wrong"))
+    verify(wrong, Trust.default())  # signed by the project key, every hash matches
+
+    async def main():
+        slot = ModelSlot(ModelStore(tmp_path, "first"), warm_rows=4)
+        first = await slot.reload()
+        with pytest.raises(ParityError, match=r"golden\.json"):
+            await slot.reload("wrong")
+        kept, error = slot.current, slot.last_error
+        slot.close()
+        return first, kept, error
+
+    first, kept, error = asyncio.run(main())
+    assert kept is first  # the old model keeps serving
+    assert kept.version != "e" * 12
+    assert error is not None
+    assert "golden.json" in error
