@@ -23,11 +23,11 @@ from opsnb.cli.lifecycle import _add_update, _cmd_monitor
 from opsnb.cli.runs import _cmd_notebooks, _cmd_report, _cmd_run, _cmd_stages
 from opsnb.cli.serve import (
     _add_serve_security,
+    _bound,
     _cmd_bench,
     _cmd_key,
     _cmd_loadtest,
     _cmd_serve,
-    _bound,
     _range_slack,
     serve_options,
 )
