@@ -27,6 +27,15 @@ def test_range_slack_none_means_any_float32(text: str, slack: float | None) -> N
     assert _options("--range-slack", text).range_slack == slack
 
 
+def test_log_retention_options_reach_serve_options(capsys: pytest.CaptureFixture[str]) -> None:
+    given = _options("--log-max-mb", "none", "--log-max-age-days", "30", "--log-keep", "3")
+    assert (given.log_max_mb, given.log_max_age_days, given.log_keep) == (None, 30.0, 3)
+    assert _options("--log-max-mb", "64").log_max_mb == 64.0
+    with pytest.raises(SystemExit):
+        _options("--log-max-mb", "0")
+    assert "'0' is neither a number > 0 nor 'none' (no bound)" in capsys.readouterr().err
+
+
 def test_a_bad_range_slack_is_refused_by_the_parser(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         _options("--range-slack", "wide")

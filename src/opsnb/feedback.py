@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from opsnb import logfiles
 from opsnb.errors import DataError
 
 
@@ -33,7 +34,7 @@ def read_labelled(
     file = Path(path)
     if not file.is_file():
         raise DataError(f"prediction log {file} does not exist; give the server's --log file")
-    conn = sqlite3.connect(f"file:{file}?mode=ro", uri=True)
+    conn = logfiles.open_readonly(file)  # the current file and its rotated archives
     try:
         predictions = conn.execute("SELECT count(*) FROM predictions").fetchone()[0]
         events = conn.execute("SELECT count(*) FROM feedback").fetchone()[0]

@@ -23,6 +23,7 @@ from opsnb.cli.lifecycle import _add_update, _cmd_monitor
 from opsnb.cli.runs import _cmd_notebooks, _cmd_report, _cmd_run, _cmd_stages
 from opsnb.cli.serve import (
     _add_serve_security,
+    _bound,
     _cmd_bench,
     _cmd_key,
     _cmd_loadtest,
@@ -120,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     srv.add_argument("--drain-s", type=float, help="SIGTERM drain bound")
     srv.add_argument("--log", help="SQLite prediction log (default: <run>/predictions.sqlite)")
     srv.add_argument("--log-sync", choices=["OFF", "NORMAL", "FULL"])
+    srv.add_argument("--log-max-mb", type=_bound, help="rotate the log past this size (none: off)")
+    srv.add_argument("--log-max-age-days", type=_bound,
+                     help="rotate the log once its oldest row is this old (none: off)")  # fmt: skip
+    srv.add_argument("--log-keep", type=int, help="rotated log archives kept (1..9)")
     _add_serve_security(srv)
     srv.set_defaults(handler=_cmd_serve)
 

@@ -52,6 +52,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 _SERVE_OPTIONS = {  # option -> ServeOptions field; an option not given keeps its default
     "log": "log_path",
     "log_sync": "log_sync",
+    "log_max_mb": "log_max_mb",
+    "log_max_age_days": "log_max_age_days",
+    "log_keep": "log_keep",
     "max_batch": "max_batch",
     "max_wait_ms": "max_wait_ms",
     "budget_ms": "budget_ms",
@@ -65,6 +68,19 @@ _SERVE_OPTIONS = {  # option -> ServeOptions field; an option not given keeps it
     "header_timeout_s": "header_timeout_s",
     "max_connections": "max_connections",
 }
+
+
+def _bound(text: str) -> float | None:
+    """``--log-max-mb`` / ``--log-max-age-days``: a positive number, or ``none`` for no bound."""
+    if text.strip().lower() in ("none", "off"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number > 0 nor 'none' (no bound)")
+    return value
 
 
 def _range_slack(text: str) -> float | None:

@@ -3,7 +3,8 @@
 A chunk is the rows of one read: request ids, timestamps, the features as a float64 matrix in
 schema order (categories as their code, an unseen category as code ``len(categories)``, a
 missing value as NaN) and the served output. Labels from ``/feedback`` are read separately and
-joined by request id. Rows are read in the order the server committed them (``rowid``).
+joined by request id. Rows are read in the order the server committed them (``rowid``), across
+the log's rotated archives and the current file (:func:`opsnb.logfiles.open_readonly`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from opsnb import logfiles
 from opsnb.errors import DataError
 
 CHUNK_ROWS = 100_000
@@ -49,7 +51,7 @@ def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
     if not file.is_file():
         raise LogError(f"prediction log {file} does not exist; pass the --log the server wrote")
     try:
-        conn = sqlite3.connect(f"file:{file.resolve()}?mode=ro", uri=True)
+        conn = logfiles.open_readonly(file)  # the current file and its rotated archives
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.DatabaseError as exc:
         raise LogError(

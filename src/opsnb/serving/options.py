@@ -13,6 +13,9 @@ class ServeOptions:
         bundle: the run folder (``runs/<id>``) or bundle folder to serve.
         log_path: the SQLite prediction log (default: ``predictions.sqlite`` in ``bundle``).
         log_sync: SQLite ``synchronous`` mode of the log (NORMAL survives ``kill -9``).
+        log_max_mb: rotate the log once its rows take this many MiB (None: no size bound).
+        log_max_age_days: rotate the log once its oldest row is this old (None: no age bound).
+        log_keep: rotated archives kept beside the log (1..9); the oldest are deleted.
         max_batch: most rows in one predictor call.
         max_wait_ms: longest a request waits for batch-mates.
         budget_ms: latency budget; past it requests are answered 503.
@@ -39,6 +42,9 @@ class ServeOptions:
     bundle: str
     log_path: str | None = None
     log_sync: str = "NORMAL"
+    log_max_mb: float | None = 64.0
+    log_max_age_days: float | None = None
+    log_keep: int = 8
     max_batch: int = 256
     max_wait_ms: float = 2.0
     budget_ms: float = 250.0

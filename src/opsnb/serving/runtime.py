@@ -81,6 +81,16 @@ class ServiceState:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
 
+    def _open_log(self) -> PredictionLog:
+        opts = self.options
+        return PredictionLog(
+            self.log_path(),
+            synchronous=opts.log_sync,
+            max_bytes=None if opts.log_max_mb is None else int(opts.log_max_mb * (1 << 20)),
+            max_age_s=None if opts.log_max_age_days is None else opts.log_max_age_days * 86400,
+            keep=opts.log_keep,
+        )
+
     def log_path(self) -> Path:
         """Where predictions are logged."""
         if self.options.log_path:
@@ -91,7 +101,7 @@ class ServiceState:
     async def lifespan(self, _: Starlette) -> AsyncIterator[None]:
         """Start the log, the batcher and the first model load; on shutdown drain and close."""
         try:
-            self.log = PredictionLog(self.log_path(), synchronous=self.options.log_sync)
+            self.log = self._open_log()
         except LogUnavailableError as exc:  # start anyway: 503 until the log can be written
             self._log_failed(exc)
         self.batcher = MicroBatcher(
@@ -154,9 +164,7 @@ class ServiceState:
             await asyncio.sleep(_LOG_PROBE_S)
             try:
                 if self.log is None:
-                    self.log = await asyncio.to_thread(
-                        PredictionLog, self.log_path(), synchronous=self.options.log_sync
-                    )
+                    self.log = await asyncio.to_thread(self._open_log)
                 else:
                     await asyncio.to_thread(self.log.probe)
             except LogUnavailableError as exc:

@@ -43,6 +43,7 @@ from opsnb.errors import ConfigError, OpsnbError
 from opsnb.serving import protocol
 from opsnb.serving.app import ServeOptions, create_app
 from opsnb.serving.control import Control
+from opsnb.serving.predlog import check_retention
 from opsnb.serving.reload import verify
 from opsnb.serving.store import ModelStore, Trust, escape
 
@@ -127,6 +128,7 @@ def serve(
         raise ConfigError(f"workers must be >= 1, got {workers}")
     if port == 0 and workers > 1:
         raise ConfigError("port 0 (a free port) needs --workers 1; pass a fixed --port")
+    check_retention(options.log_max_mb, options.log_max_age_days, options.log_keep)
     protocol.header_timeout_s = options.header_timeout_s
     hosts = options.allowed_hosts if host in ("127.0.0.1", "::1", "localhost") else (
         *options.allowed_hosts, host)  # fmt: skip
