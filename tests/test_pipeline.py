@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from opsnb import config, parameters, pipeline
+from opsnb import config, parameters, pipeline, reuse
 from opsnb.artifacts import RunManifest, sha256_file, write_json
 from opsnb.errors import ConfigError, StageError
 from opsnb.stages import STAGES, stage_by_name
@@ -154,8 +154,8 @@ def test_a_change_to_opsnbs_own_code_changes_every_fingerprint(
 ) -> None:
     """The code hash covers opsnb's sources by content: an edit forces a re-run."""
     package = tmp_path / "opsnb"
-    shutil.copytree(Path(pipeline.__file__).parent, package)
-    monkeypatch.setattr(pipeline, "__file__", str(package / "pipeline.py"))
+    shutil.copytree(Path(reuse.__file__).parent, package)
+    monkeypatch.setattr(reuse, "__file__", str(package / "reuse.py"))
     pipeline.code_hash.cache_clear()
     try:
         problem = stage_by_name("problem")
