@@ -32,3 +32,11 @@ def test_metric_deltas_draws_each_interval() -> None:
     figure = plots.metric_deltas(comparisons, tolerance=0.002)
     assert figure.get_suptitle() == "worst auc change -0.0200 (bars: 95% CI)"
     assert [t.get_text() for t in figure.axes[0].get_yticklabels()] == ["batch added (RONI)"]
+
+
+def test_a_batch_without_a_backdoor_scan_draws_a_sentence() -> None:
+    fig = plots.backdoor_groups(pd.DataFrame([]))
+    shown = [t.get_text() for t in fig.texts] + [a.get_title() for a in fig.axes]
+    if fig._suptitle is not None:
+        shown.append(fig._suptitle.get_text())
+    assert any("0 groups tested" in text for text in shown), shown

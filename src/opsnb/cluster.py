@@ -93,7 +93,9 @@ def dask_client(scheduler: str | None = None, *, workers: int | None = None) -> 
             n_workers=n,
             threads_per_worker=1,
             host="127.0.0.1",
-            dashboard_address=None,
+            # None still starts the scheduler's HTTP routes on 8787, which another cluster on
+            # this machine may hold: a free loopback port instead
+            dashboard_address="127.0.0.1:0",
             silence_logs=logging.ERROR,
         ) as local,
         Client(local) as client,

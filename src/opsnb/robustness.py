@@ -313,7 +313,11 @@ def gate(analysis: Analysis, problem: dict[str, Any]) -> dict[str, Any]:
 def verdict(gate: dict[str, Any]) -> dict[str, Any]:
     """The stage's one-line verdict (``text``, ``passed``) from :func:`gate`'s result."""
     if gate["robust_accuracy"] is None:
-        return {"text": "robustness gate does not apply: no decision was attacked", "passed": None}
+        return {
+            "text": "robustness does not apply: 0 decisions attacked (a regression model needs "
+            "-p decision_threshold)",
+            "passed": None,
+        }
     sentence = f"robust accuracy {gate['robust_accuracy']:.3f} at epsilon {gate['epsilon']:g}"
     if gate["floor"] is None:
         return {

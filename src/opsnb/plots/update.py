@@ -39,6 +39,11 @@ def screen_counts(flagged: Mapping[str, int], rows: int, *, limit_share: float) 
 
 def backdoor_groups(table: pd.DataFrame, *, top: int = 12) -> Figure:
     """The most significant groups of the backdoor scan: batch purity against its reference."""
+    if "purity" not in table:  # no group was scanned (a regression target has no label purity)
+        fig, ax = new_figure(6.4, 1.6)
+        ax.set_axis_off()
+        _title(fig, "no backdoor scan: 0 groups tested (it needs class labels)")
+        return fig
     shown = table.head(top).iloc[::-1]
     fig, ax = new_figure(7.2, 0.35 * max(len(shown), 1) + 1.4)
     labels = [
