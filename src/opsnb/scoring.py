@@ -156,17 +156,16 @@ def _score_chunked(
     counts: Counter[str] = Counter()
     rows_in = scored = 0
     chunks = prefetch(_chunks(inputs, columns, chunk_rows), depth=2)
-    with (
-        staged(out) as tmp_out,
-        staged(quarantine_path) as tmp_q,
-        ThreadPoolExecutor(1, "opsnb-write") as behind,
-    ):
+    with staged(out) as tmp_out, staged(quarantine_path) as tmp_q:
         # Reading (one thread ahead), checking and scoring (here), writing (one thread behind)
-        # overlap: the predictor's threads are not kept waiting on I/O.
+        # overlap: the predictor's threads are not kept waiting on I/O. The writer thread is
+        # joined before the files close, also when a SIGTERM interrupts the loop: closing a
+        # Parquet file while a chunk is being written into it fails and hides the interrupt.
         pending: Future[None] | None = None
         with (
             pq.ParquetWriter(tmp_out, output_schema(ids)) as writer,
             pq.ParquetWriter(tmp_q, QUARANTINE_SCHEMA) as qwriter,
+            ThreadPoolExecutor(1, "opsnb-write") as behind,
         ):
             for source, rows, table, lines in chunks:
                 scores, refused = score_table(

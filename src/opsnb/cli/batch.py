@@ -5,10 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    pass
+from typing import Any
 
 
 def _rows_bar(args: argparse.Namespace, total: int | None = None) -> Any:
@@ -24,7 +21,13 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from opsnb import scoring
 
     # A SIGTERM ends the job like Ctrl-C: the staged files are removed, nothing half-written stays
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    terminated = []
+
+    def on_sigterm(*_: object) -> None:
+        terminated.append(True)
+        sys.exit(143)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     bar = _rows_bar(args)
 
     def start(total: int | None) -> None:
@@ -43,6 +46,10 @@ def _cmd_score(args: argparse.Namespace) -> int:
             on_rows=bar.update,
             on_start=start,
         )
+    except BaseException:
+        if terminated:  # an error while unwinding must not hide why the job stopped
+            raise SystemExit(143) from None
+        raise
     finally:
         bar.close()
     print(summary.sentence())
