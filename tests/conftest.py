@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -68,8 +69,18 @@ def copy_of(tmp_path: Path):
 
 @pytest.fixture(scope="session")
 def compile_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One compile cache for the session: a model compiled once is reused by later tests."""
-    return tmp_path_factory.mktemp("compile-cache")
+    """One compile cache for the session: a model compiled once is reused by later tests.
+
+    ``make mutate`` runs these tests once per mutant and sets ``OPSNB_TEST_COMPILE_CACHE`` so
+    that the same models are not compiled with gcc again each time: the first (unmutated) run
+    fills that cache; every later run starts from a copy of it, so no mutant can spoil it.
+    """
+    shared = os.environ.get("OPSNB_TEST_COMPILE_CACHE")
+    if not shared:
+        return tmp_path_factory.mktemp("compile-cache")
+    if not Path(shared).is_dir():
+        return Path(shared)
+    return Path(shutil.copytree(shared, tmp_path_factory.getbasetemp() / "compile-cache"))
 
 
 @pytest.fixture(scope="session")

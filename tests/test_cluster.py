@@ -32,12 +32,6 @@ pytestmark = pytest.mark.slow
 DASK = str(Path(sys.executable).parent / "dask")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _start(*args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [DASK, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -67,13 +61,31 @@ def _wait_for_workers(address: str, n: int) -> None:
         client.wait_for_workers(n, timeout=120)
 
 
+def _address_from(scheduler_file: Path, process: subprocess.Popen[bytes]) -> str:
+    """The address the scheduler bound (port 0: it picks a free one and writes it here)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "dask scheduler exited before it wrote its address"
+        try:
+            return str(json.loads(scheduler_file.read_text())["address"])
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            time.sleep(0.1)
+    raise AssertionError(f"dask scheduler wrote no address to {scheduler_file} within 60 s")
+
+
 @pytest.fixture(scope="module")
-def scheduler() -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
+def scheduler(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
     """``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1; torn down after."""
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    processes = [_start("scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard")]
+    scheduler_file = tmp_path_factory.mktemp("dask-scheduler") / "scheduler.json"
+    processes = [
+        _start("scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+               "--scheduler-file", str(scheduler_file))
+    ]  # fmt: skip
     try:
+        address = _address_from(scheduler_file, processes[0])
+        assert address.startswith("tcp://127.0.0.1:"), address
         processes += [_worker(address), _worker(address)]
         _wait_for_workers(address, 2)
         yield address, processes
@@ -132,9 +144,11 @@ def test_a_separate_scheduler_scores_through_the_command(scheduler, loans_bundle
 
 def test_an_unreachable_scheduler_is_one_clear_error(loans_bundle, parts, tmp_path, monkeypatch):
     monkeypatch.setattr(cluster, "CONNECT_TIMEOUT_S", 2.0)
-    address = f"tcp://127.0.0.1:{_free_port()}"
-    with pytest.raises(ConfigError, match=rf"cannot reach the Dask scheduler at {address}"):
-        scoring.score(loans_bundle, parts, tmp_path / "d", engine="dask", scheduler=address)
+    with socket.socket() as bound:  # bound, never listening: a connection is refused, and no
+        bound.bind(("127.0.0.1", 0))  # other process can take the port while the test runs
+        address = f"tcp://127.0.0.1:{bound.getsockname()[1]}"
+        with pytest.raises(ConfigError, match=rf"cannot reach the Dask scheduler at {address}"):
+            scoring.score(loans_bundle, parts, tmp_path / "d", engine="dask", scheduler=address)
     assert list(tmp_path.iterdir()) == []
 
 

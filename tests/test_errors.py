@@ -1,27 +1,66 @@
 """The wording of the errors users meet most, pinned."""
 
+import argparse
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from opsnb import parameters, parity
+from opsnb import cli, parameters, parity
 from opsnb.artifacts import RunManifest
 from opsnb.errors import (
     ArtifactError,
+    CompileError,
     ConfigError,
+    DataError,
     OpsnbError,
     ParityError,
+    RequestError,
     SchemaError,
     StageError,
 )
 from opsnb.schema import Feature, Schema, to_matrix
 
 
-def test_every_error_is_an_opsnb_error() -> None:
-    for kind in (ArtifactError, ConfigError, ParityError, SchemaError, StageError):
-        assert issubclass(kind, OpsnbError)
+@pytest.mark.parametrize(
+    "error",
+    [
+        ArtifactError("input 'model/model.ubj' was modified", path="model/model.ubj"),
+        CompileError("gcc failed"),
+        ConfigError("unknown engine 'spark'"),
+        DataError("no rows in data.csv"),
+        ParityError("compiled predictions differ"),
+        RequestError("field 'age': expected a number", status=422),
+        SchemaError("input lacks feature column(s) 'age'", column="age"),
+        StageError("stage 'train' failed", stage="train"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_every_opsnb_error_reaches_the_user_as_one_line_and_status_1(
+    error: OpsnbError, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a command raises on purpose is a sentence for the user, never a traceback."""
+
+    def handler(args: argparse.Namespace) -> int:
+        raise error
+
+    parser = argparse.ArgumentParser()
+    parser.set_defaults(handler=handler, verbose=False, command="test")
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    assert cli.main([]) == 1
+    assert capsys.readouterr().err == f"error: {error}\n"
+
+
+def test_an_error_opsnb_did_not_mean_is_not_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    def handler(args: argparse.Namespace) -> int:
+        raise KeyError("a bug")
+
+    parser = argparse.ArgumentParser()
+    parser.set_defaults(handler=handler, verbose=False, command="test")
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    with pytest.raises(KeyError, match="a bug"):
+        cli.main([])
 
 
 def test_missing_input_file(tmp_path: Path) -> None:

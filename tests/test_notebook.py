@@ -39,7 +39,7 @@ def test_finish_refuses_while_a_declared_output_is_missing(tmp_path: Path) -> No
     assert read_json(tmp_path / "story" / "problem.json")["verdict"]["label"] == "DECIDED"
     record = RunManifest.load(tmp_path).stages["problem"]
     assert record["status"] == "succeeded"
-    assert record["kernel_cpu_s"] >= 0
+    assert 0 <= record["kernel_cpu_s"] < 60  # this process, a few file writes
     assert record["kernel_peak_rss_mb"] > 0
 
 

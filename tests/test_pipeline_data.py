@@ -169,3 +169,43 @@ def test_a_changed_frozen_contract_reruns_prepare(census_run: Path, data_runs: P
         assert until_prepare()["prepare"] == "unchanged"
     finally:
         contract.write_bytes(frozen)
+
+
+def test_refreeze_schema_replaces_the_frozen_contract_with_one_inferred_from_this_run(
+    census_run: Path, data_runs: Path
+) -> None:
+    csv = manifest_of(census_run).stages["dataset"]["params"]["dataset"]
+    contract = data_runs / "contracts" / "census-income.json"
+    original = contract.read_bytes()
+    inferred = Schema.load(contract)
+    stale = replace(  # a contract that refuses most applicants: only a refreeze gets rid of it
+        inferred,
+        features=tuple(replace(f, upper=30.5) if f.name == "age" else f for f in inferred.features),
+    )
+    stale.save(contract)
+
+    def until_prepare(*extra: str) -> Path:
+        result = opsnb_cli(
+            "run", "-q", "--run-id", "census-refreeze", "--until", "prepare",
+            "-p", "dataset", csv, "-p", "target", "income",
+            "-p", "max_quarantine_share", "0.9", *extra,
+            env={config.RUNS_ENV: str(data_runs)},
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        return data_runs / "census-refreeze"
+
+    try:
+        run = until_prepare()
+        profile = read_json(run / "data/profile.json")
+        assert profile["contract"] == "frozen"
+        assert profile["quarantine"]["by_reason"]["out of range"] > 100
+        assert Schema.load(contract) == stale  # a normal run never rewrites the contract
+
+        run = until_prepare("-p", "refreeze_schema", "true")
+        profile = read_json(run / "data/profile.json")
+        assert profile["contract"] == "inferred"
+        assert profile["quarantine"]["by_reason"]["out of range"] == 0
+        assert Schema.load(contract) == inferred  # the same split infers the same contract
+        assert Schema.load(run / "schema.json") == inferred
+    finally:
+        contract.write_bytes(original)

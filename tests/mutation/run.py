@@ -5,7 +5,10 @@ scratch copy of the project (never this working tree: other runs keep importing 
 and runs that module's own fast test files against each mutant. The score per module is printed
 and written to ``tests/mutation/last_scores.md``; the README quotes it.
 
-Usage: ``python tests/mutation/run.py [name ...]`` (``--workers N`` runs modules in parallel).
+Usage: ``python tests/mutation/run.py [name ...] [--workers N] [--survivors]``. ``--workers 2``
+runs two modules at once. Each module's cosmic-ray session is kept in ``.mutate/<name>.sqlite``;
+``--survivors`` re-runs only that session's surviving mutants against today's tests, which is how
+a new test is shown to kill them (and how a score is brought up to date cheaply).
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from cosmic_ray.work_db import WorkDB, use_db  # the 'mutate' extra
@@ -29,6 +34,10 @@ from cosmic_ray.work_item import WorkerOutcome, WorkResult
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent.parent
 SCORES = HERE / "last_scores.md"
+SESSIONS = PROJECT / ".mutate"  # one cosmic-ray session per module (git-ignored)
+DEFAULT_TIMEOUT_S = 60.0
+"""Per mutant, unless modules.toml says otherwise: ten times a fast module's test run, so a mutant
+that makes a loop spin costs a minute, not the five a global default would."""
 COPIED = ("src", "tests", "notebooks", "conftest.py", "pyproject.toml", "examples", "benchmarks")
 
 
@@ -43,14 +52,18 @@ def _scratch() -> Path:
     return folder
 
 
+def _test_command(tests: list[str], *, conftest: bool) -> list[str]:
+    return [
+        sys.executable, "-m", "pytest", "-x", "-q", "--no-cov", "-p", "no:cacheprovider",
+        "-o", "addopts=", "-W", "ignore::DeprecationWarning",
+        *([] if conftest else ["--noconftest"]), *tests,
+    ]  # fmt: skip
+
+
 def _config(
     folder: Path, module: str, tests: list[str], timeout_s: float, *, conftest: bool
 ) -> Path:
-    command = " ".join(
-        [sys.executable, "-m", "pytest", "-x", "-q", "--no-cov", "-p", "no:cacheprovider",
-         "-o", "addopts=", "-W", "ignore::DeprecationWarning",
-         *([] if conftest else ["--noconftest"]), *tests]
-    )  # fmt: skip
+    command = " ".join(_test_command(tests, conftest=conftest))
     text = (
         "[cosmic-ray]\n"
         f"module-path = {json.dumps(module)}\n"
@@ -116,28 +129,63 @@ def _survivors(session: Path) -> list[str]:
 
 
 def mutate(
-    name: str, module: str, tests: list[str], timeout_s: float, *, conftest: bool = True
+    name: str,
+    module: str,
+    tests: list[str],
+    timeout_s: float,
+    *,
+    conftest: bool = True,
+    survivors_only: bool = False,
 ) -> dict[str, object]:
-    """Mutate ``module`` in a scratch copy, run ``tests`` per mutant; return the tallies."""
+    """Mutate ``module`` in a scratch copy, run ``tests`` per mutant; return the tallies.
+
+    With ``survivors_only`` the module's kept session is reused and only its survivors run again.
+    """
     folder = _scratch()
     env = {
         **os.environ,
         "PYTHONPATH": str(folder / "src"),
         "OPSNB_RUNS_DIR": str(folder / "test-runs"),  # what the root conftest would set
+        "OPSNB_TEST_COMPILE_CACHE": str(folder / "compile-cache"),  # gcc once, not per mutant
     }
     config = _config(folder, module, tests, timeout_s, conftest=conftest)
+    kept = SESSIONS / f"{name}.sqlite"
     session = folder / "session.sqlite"
     t0 = time.monotonic()
     try:
         cli = [sys.executable, "-m", "cosmic_ray.cli"]
-        subprocess.run([*cli, "init", str(config), str(session)], cwd=folder, env=env, check=True)
-        equivalent = _skip_equivalent(session, folder / module)
-        subprocess.run([*cli, "exec", str(config), str(session)], cwd=folder, env=env, check=True)
+        baseline = subprocess.run(  # unmutated, the tests must pass (and fill the compile cache)
+            _test_command(tests, conftest=conftest), cwd=folder, env=env,
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if baseline.returncode != 0:
+            failed = baseline.stdout[-3000:]
+            raise SystemExit(f"{name}: the tests fail without any mutant:\n{failed}")
+        if survivors_only:
+            if not kept.is_file():
+                raise SystemExit(f"no kept session for {name!r} at {kept}: run it once in full")
+            shutil.copy2(kept, session)
+            with sqlite3.connect(session) as conn:  # a survivor without a result is pending
+                conn.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
+            with sqlite3.connect(session) as conn:
+                (equivalent,) = conn.execute(
+                    "SELECT COUNT(*) FROM work_results WHERE worker_outcome = 'SKIPPED'"
+                ).fetchone()
+        else:
+            subprocess.run(
+                [*cli, "init", str(config), str(session)], cwd=folder, env=env, check=True
+            )
+            equivalent = _skip_equivalent(session, folder / module)
+        subprocess.run(
+            [*cli, "exec", str(config), str(session)],
+            cwd=folder, env=env, check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
         counts = _counts(session)
         survivors = _survivors(session)
+        SESSIONS.mkdir(exist_ok=True)
+        shutil.copy2(session, kept)
     finally:
-        keep = os.environ.get("OPSNB_MUTATE_KEEP")
-        if not keep:
+        if not os.environ.get("OPSNB_MUTATE_KEEP"):
             shutil.rmtree(folder, ignore_errors=True)
     killed = counts.get("killed", 0)
     survived = counts.get("survived", 0)
@@ -181,32 +229,41 @@ def _write(results: list[dict[str, object]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="modules from modules.toml (default: all)")
-    parser.add_argument("--timeout-s", type=float, default=300.0, help="per mutant test run")
+    parser.add_argument("--workers", type=int, default=1, help="modules mutated at once")
+    parser.add_argument(
+        "--survivors", action="store_true", help="re-run only the kept sessions' survivors"
+    )
     args = parser.parse_args(argv)
     table = tomllib.loads((HERE / "modules.toml").read_text())
     names = args.names or list(table)
     unknown = [n for n in names if n not in table]
     if unknown:
         parser.error(f"unknown module(s) {unknown}; known: {', '.join(table)}")
-    results = []
-    for name in names:
+    results: list[dict[str, object]] = []
+    lock = threading.Lock()  # modules finish on pool threads; one writes the scores at a time
+
+    def one(name: str) -> None:
         entry = table[name]
         result = mutate(
             name,
             entry["module"],
             list(entry["tests"]),
-            args.timeout_s,
+            float(entry.get("timeout_s", DEFAULT_TIMEOUT_S)),
             conftest=bool(entry.get("conftest", True)),
+            survivors_only=args.survivors,
         )
-        results.append(result)
-        print(
+        lines = [
             f"{name:12s} {result['module']:38s} {result['killed']}/{result['mutants']} killed"
             f" = {result['score']}% ({result['minutes']} min)",
-            flush=True,
-        )
-        for survivor in result["survivors"]:  # type: ignore[attr-defined]
-            print(f"    survived: {survivor}", flush=True)
-        _write(results)
+            *(f"    survived: {s}" for s in result["survivors"]),  # type: ignore[attr-defined]
+        ]
+        with lock:
+            results.append(result)
+            print("\n".join(lines), flush=True)
+            _write(sorted(results, key=lambda r: names.index(str(r["name"]))))
+
+    with ThreadPoolExecutor(max(1, args.workers)) as pool:
+        list(pool.map(one, names))
     return 0
 
 
