@@ -231,3 +231,30 @@ def test_files_added_to_a_signed_bundle_keep_it_signed(bundle: Path) -> None:
     assert (bundle / signing.SIGNATURE).read_bytes() != before  # the new manifest is signed
     assert signing.verify_signature(bundle, keys) in keys
     assert "reference.json" in verify_bundle(bundle).hashes
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("monitor/reference.json", "a file in a sub-folder"),
+        ("schema.json", "a file the bundle already has"),
+        ("manifest.json", "the manifest itself"),
+        ("reference.txt", "not a .json file"),
+    ],
+)
+def test_add_files_refuses_every_name_but_a_new_top_level_json_file(
+    bundle: Path, name: str, why: str
+) -> None:
+    before = {p.name: sha256_file(p) for p in bundle.iterdir()}
+    with pytest.raises(ArtifactError, match=r"expected a new top-level \.json file name") as caught:
+        layout.add_files(bundle, {name: {"why": why}})
+    assert caught.value.path == name
+    assert {p.name: sha256_file(p) for p in bundle.iterdir()} == before  # nothing written
+    verify_bundle(bundle)  # still intact
+
+
+def test_the_golden_rows_stay_out_of_a_verified_bundles_repr(categorical_bundle: Path) -> None:
+    verified = verify_bundle(categorical_bundle)
+    assert verified.golden is not None
+    assert "golden=" not in repr(verified)  # thousands of numbers would bury the useful fields
+    assert str(verified.path) in repr(verified)
