@@ -122,7 +122,12 @@ def test_a_library_swapped_after_verification_is_refused_before_it_is_loaded(
     evil = tmp_path / "evil.so"
     subprocess.run(["gcc", "-shared", "-fPIC", "-o", evil, tmp_path / "evil.c"], check=True)
     shutil.copyfile(evil, bundle / "model.so")  # between the check and the load
-    with pytest.raises(ArtifactError, match=r"model.so does not match manifest.json.*refusing"):
+    actual, expected = sha256_file(evil)[:12], verified.hashes["model.so"][:12]
+    with pytest.raises(
+        ArtifactError,
+        match=rf"^bundle file model.so does not match manifest.json: sha256 {actual}… "
+        rf"expected {expected}…; refusing to load it \(rebuild the bundle\)$",
+    ):
         CompiledModel(verified)
     assert not marker.exists()
     assert "evil" not in Path("/proc/self/maps").read_text()

@@ -13,6 +13,15 @@ from opsnb.serving.store import ModelStore, Trust
 from tests.serving_support import copy_bundle
 
 
+@pytest.fixture(scope="module")
+def bundle_run(categorical_bundle, tmp_path_factory):
+    """A run folder holding a small compiled, signed bundle (no pipeline run: seconds, so that
+    ``make mutate`` can run these tests once per mutant of reload.py)."""
+    run = tmp_path_factory.mktemp("reload") / "run"
+    shutil.copytree(categorical_bundle, run / "bundle")
+    return run
+
+
 def tamper(bundle, *, truncate: bool = False):
     library = bundle / "model.so"
     data = bytearray(library.read_bytes())
@@ -24,9 +33,9 @@ def tamper(bundle, *, truncate: bool = False):
     return bundle
 
 
-def test_a_run_folder_and_a_bundle_folder_both_resolve_to_the_bundle(serving_run):
-    assert resolve_bundle(serving_run) == serving_run / "bundle"
-    assert resolve_bundle(serving_run / "bundle") == serving_run / "bundle"
+def test_a_run_folder_and_a_bundle_folder_both_resolve_to_the_bundle(bundle_run):
+    assert resolve_bundle(bundle_run) == bundle_run / "bundle"
+    assert resolve_bundle(bundle_run / "bundle") == bundle_run / "bundle"
 
 
 def test_a_folder_without_a_bundle_is_refused_with_the_fix(tmp_path):
@@ -38,8 +47,8 @@ def test_a_folder_without_a_bundle_is_refused_with_the_fix(tmp_path):
         resolve_bundle(tmp_path)
 
 
-def test_prepare_loads_checks_and_warms_a_bundle(serving_run):
-    served = prepare(serving_run, warm_rows=8)
+def test_prepare_loads_checks_and_warms_a_bundle(bundle_run):
+    served = prepare(bundle_run, warm_rows=8)
     try:
         assert served.output == "probability"
         assert len(served.version) == 12
@@ -49,17 +58,17 @@ def test_prepare_loads_checks_and_warms_a_bundle(serving_run):
 
 
 @pytest.mark.parametrize("truncate", [False, True])
-def test_a_tampered_or_truncated_library_is_refused(serving_run, tmp_path, truncate):
-    bundle = tamper(copy_bundle(serving_run, tmp_path / "b"), truncate=truncate)
+def test_a_tampered_or_truncated_library_is_refused(bundle_run, tmp_path, truncate):
+    bundle = tamper(copy_bundle(bundle_run, tmp_path / "b"), truncate=truncate)
     with pytest.raises(ArtifactError, match=r"bundle file model.so does not match manifest.json"):
         prepare(bundle)
 
 
-def test_a_refused_reload_keeps_the_old_model_serving(serving_run, tmp_path):
-    tamper(copy_bundle(serving_run, tmp_path / "bad"))
-    copy_bundle(serving_run, tmp_path / "other", version="f" * 64)
+def test_a_refused_reload_keeps_the_old_model_serving(bundle_run, tmp_path):
+    tamper(copy_bundle(bundle_run, tmp_path / "bad"))
+    copy_bundle(bundle_run, tmp_path / "other", version="f" * 64)
 
-    shutil.copytree(serving_run / "bundle", tmp_path / "first")
+    shutil.copytree(bundle_run / "bundle", tmp_path / "first")
 
     async def main():
         slot = ModelSlot(ModelStore(tmp_path, "first"), warm_rows=4)
@@ -92,9 +101,9 @@ def predicting_wrongly(bundle):
     return bundle
 
 
-def test_a_signed_bundle_that_predicts_wrongly_is_refused_by_its_self_check(serving_run, tmp_path):
-    shutil.copytree(serving_run / "bundle", tmp_path / "first")
-    wrong = predicting_wrongly(copy_bundle(serving_run, tmp_path / "wrong"))
+def test_a_signed_bundle_that_predicts_wrongly_is_refused_by_its_self_check(bundle_run, tmp_path):
+    shutil.copytree(bundle_run / "bundle", tmp_path / "first")
+    wrong = predicting_wrongly(copy_bundle(bundle_run, tmp_path / "wrong"))
     verify(wrong, Trust.default())  # signed by the project key, every hash matches
 
     async def main():
