@@ -28,11 +28,13 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/opsnb notebooks check
 
-## make mutate [MODULES="parity bundle"]: mutation score per guarantee-carrying module (slow;
-## not part of make test). Scores go to tests/mutation/last_scores.md and the README.
+## make mutate [MODULES="parity bundle"] [WORKERS=2] [SURVIVORS=1]: mutation score per
+## guarantee-carrying module (slow; not part of make test). SURVIVORS=1 re-runs only the last
+## run's surviving mutants. Scores go to tests/mutation/last_scores.md and the README.
+WORKERS ?= 2
 mutate: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[mutate]'
-	$(BIN)/python tests/mutation/run.py $(MODULES)
+	$(BIN)/python tests/mutation/run.py --workers $(WORKERS) $(if $(SURVIVORS),--survivors) $(MODULES)
 
 ## make clean-notebooks: strip stray outputs and execution counts from notebooks/
 clean-notebooks: $(STAMP)

@@ -16,7 +16,9 @@ import numpy as np
 from opsnb.artifacts import RunManifest
 
 # Small enough for seconds per stage, large enough for a model with real signal.
-SMALL = {"n_rows": 2500, "production_rows": 600, "max_depth": [3], "max_rounds": 120}
+SMALL = {
+    "n_rows": 2500, "production_rows": 600, "max_depth": [3], "max_rounds": 120, "batch_rows": 500,
+}  # fmt: skip
 PROJECT = Path(__file__).resolve().parent.parent
 
 
