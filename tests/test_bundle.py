@@ -122,11 +122,11 @@ def test_a_library_swapped_after_verification_is_refused_before_it_is_loaded(
     evil = tmp_path / "evil.so"
     subprocess.run(["gcc", "-shared", "-fPIC", "-o", evil, tmp_path / "evil.c"], check=True)
     shutil.copyfile(evil, bundle / "model.so")  # between the check and the load
-    actual, expected = sha256_file(evil)[:12], verified.hashes["model.so"][:12]
+    actual, expected = sha256_file(evil), verified.hashes["model.so"]
     with pytest.raises(
         ArtifactError,
-        match=rf"^bundle file model.so does not match manifest.json: sha256 {actual}… "
-        rf"expected {expected}…; refusing to load it \(rebuild the bundle\)$",
+        match=rf"^bundle file model.so does not match manifest.json: sha256 {actual[:12]}… "
+        rf"expected {expected[:12]}…; refusing to load it \(rebuild the bundle\)$",
     ):
         CompiledModel(verified)
     assert not marker.exists()
@@ -216,6 +216,12 @@ def test_write_manifest_seals_every_file_and_records_the_facts(bundle: Path) -> 
     (bundle / "model.h").unlink()
     with pytest.raises(ArtifactError, match=r"cannot seal .*: model.h missing; write every"):
         write_manifest(bundle, model_sha256="ab" * 32)
+    (bundle / "golden.json").unlink()
+    with pytest.raises(
+        ArtifactError, match=r"cannot seal .*: model.h, golden.json missing; write every"
+    ) as caught:
+        write_manifest(bundle, model_sha256="ab" * 32)
+    assert caught.value.path == "model.h"  # the first missing, in the bundle's order
 
 
 def test_a_run_folder_or_a_bundle_folder_resolves(bundle: Path, tmp_path: Path) -> None:
