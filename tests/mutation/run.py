@@ -199,8 +199,8 @@ def mutate(
             shutil.copy2(kept, session)
             with sqlite3.connect(session) as conn:  # a survivor without a result is pending
                 conn.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
-            skipped = json.loads(kept.with_suffix(".skipped.json").read_text())
-            equivalent, variants = skipped["annotations"], skipped["variants"]
+            last = json.loads(kept.with_suffix(".json").read_text())
+            equivalent, variants = last["annotations"], last["variants"]
         else:
             subprocess.run(
                 [*cli, "init", str(config), str(session)], cwd=folder, env=env, check=True
@@ -214,8 +214,6 @@ def mutate(
         survivors = _survivors(session)
         SESSIONS.mkdir(exist_ok=True)
         shutil.copy2(session, kept)
-        skipped = {"annotations": equivalent, "variants": variants}
-        kept.with_suffix(".skipped.json").write_text(json.dumps(skipped))
     finally:
         if not os.environ.get("OPSNB_MUTATE_KEEP"):
             shutil.rmtree(folder, ignore_errors=True)
@@ -224,7 +222,7 @@ def mutate(
     incompetent = counts.get("incompetent", 0)  # the mutant did not even import: counts as killed
     total = killed + survived + incompetent
     score = 100.0 * (killed + incompetent) / total if total else 100.0
-    return {
+    result = {
         "name": name,
         "module": module,
         "mutants": total,
@@ -234,29 +232,34 @@ def mutate(
         "variants": variants,
         "score": round(score, 1),
         "minutes": round((time.monotonic() - t0) / 60, 1),
+        "run": "survivors" if survivors_only else "full",
         "survivors": survivors,
     }
+    kept.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    return result
 
 
-def _write(results: list[dict[str, object]]) -> None:
-    previous = SCORES.read_text() if SCORES.is_file() else ""
+def _write(order: list[str]) -> None:
+    """The score table of every module with a kept result, in ``modules.toml`` order."""
+    results = [json.loads(p.read_text()) for p in SESSIONS.glob("*.json")]
+    results.sort(key=lambda r: order.index(r["name"]) if r["name"] in order else len(order))
     lines = [
         "# Last `make mutate` scores (cosmic-ray; each module against its own fast tests)",
         "",
         "| module | mutants | killed | survived | score | skipped: in annotations | skipped:"
-        " further variants | minutes |",
-        "|---|---|---|---|---|---|---|---|",
+        " further variants | last run | minutes |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    rows = {r["name"]: r for r in results}
-    for line in previous.splitlines():  # keep modules not run this time
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        if line.startswith("| ") and cells[0] not in rows and cells[0] not in ("module", "---"):
-            lines.append(line)
     for r in results:
         lines.append(
             f"| {r['name']} | {r['mutants']} | {r['killed']} | {r['survived']} | "
-            f"{r['score']}% | {r['annotations']} | {r['variants']} | {r['minutes']} |"
+            f"{r['score']}% | {r['annotations']} | {r['variants']} | {r['run']} | "
+            f"{r['minutes']} |"
         )
+    total = sum(r["mutants"] for r in results)
+    killed = sum(r["killed"] for r in results)
+    if total:
+        lines += ["", f"All modules: {killed} of {total} mutants killed ({killed / total:.1%})."]
     SCORES.write_text("\n".join(lines) + "\n")
 
 
@@ -273,28 +276,30 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in table]
     if unknown:
         parser.error(f"unknown module(s) {unknown}; known: {', '.join(table)}")
-    results: list[dict[str, object]] = []
     lock = threading.Lock()  # modules finish on pool threads; one writes the scores at a time
 
     def one(name: str) -> None:
         entry = table[name]
-        result = mutate(
-            name,
-            entry["module"],
-            list(entry["tests"]),
-            float(entry.get("timeout_s", DEFAULT_TIMEOUT_S)),
-            conftest=bool(entry.get("conftest", True)),
-            survivors_only=args.survivors,
-        )
+        try:
+            result = mutate(
+                name,
+                entry["module"],
+                list(entry["tests"]),
+                float(entry.get("timeout_s", DEFAULT_TIMEOUT_S)),
+                conftest=bool(entry.get("conftest", True)),
+                survivors_only=args.survivors,
+            )
+        except (subprocess.CalledProcessError, SystemExit) as exc:  # the other modules go on
+            print(f"{name}: not scored: {exc}", flush=True)
+            return
         lines = [
             f"{name:12s} {result['module']:38s} {result['killed']}/{result['mutants']} killed"
             f" = {result['score']}% ({result['minutes']} min)",
             *(f"    survived: {s}" for s in result["survivors"]),  # type: ignore[attr-defined]
         ]
         with lock:
-            results.append(result)
             print("\n".join(lines), flush=True)
-            _write(sorted(results, key=lambda r: names.index(str(r["name"]))))
+            _write(list(table))
 
     with ThreadPoolExecutor(max(1, args.workers)) as pool:
         list(pool.map(one, names))
