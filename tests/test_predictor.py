@@ -2,17 +2,20 @@ import json
 import shutil
 import subprocess
 import threading
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from opsnb import predictor
 from opsnb.artifacts import sha256_file
 from opsnb.bundle import verify_bundle
 from opsnb.errors import ArtifactError, ConfigError, ParityError, SchemaError
 from opsnb.predictor import load_bundle
-from tests.model_kinds import CATEGORIES
+from tests.model_kinds import CATEGORIES, bundle_of, reference
 
 
 @pytest.fixture
@@ -218,3 +221,86 @@ def test_the_entry_points_error_codes_become_named_errors(model):
         native.raise_for(rc, x, row_offset=10)
     with pytest.raises(MemoryError, match=r"could not allocate"):
         native.raise_for(-2, x)
+
+
+def test_small_and_large_batches_give_xgboosts_probabilities(model_kinds, compile_cache, tmp_path):
+    """Both paths (the per-thread buffers up to SMALL_BATCH rows, the split batch above it)
+    return probabilities, not margins, equal to XGBoost's."""
+    kind = model_kinds["binary"]
+    bundle_of(kind, tmp_path / "bundle", compile_cache)
+    model = load_bundle(tmp_path / "bundle", threads=2)
+    try:
+        for rows in (1, predictor.SMALL_BATCH, predictor.SMALL_BATCH + 1, 2000):
+            x = np.ascontiguousarray(kind.x[:rows], np.float32)
+            got = model.predict(x)
+            np.testing.assert_allclose(got, reference(kind, x), rtol=0, atol=1e-6)
+            assert ((got > 0) & (got < 1)).all()
+    finally:
+        model.close()
+
+
+def test_batches_up_to_small_batch_rows_use_the_per_thread_buffers(categorical_bundle, model_kinds):
+    x = model_kinds["categorical"].x
+    for rows, buffered in ((predictor.SMALL_BATCH, True), (predictor.SMALL_BATCH + 1, False)):
+        model = load_bundle(categorical_bundle, self_check=False)
+        try:
+            model.predict(np.ascontiguousarray(x[:rows], np.float32))
+            assert hasattr(model._local, "buffers") is buffered, rows
+        finally:
+            model.close()
+
+
+def test_one_thread_unless_asked_and_close_may_be_called_twice(categorical_bundle):
+    verified = verify_bundle(categorical_bundle)
+    for model in (load_bundle(categorical_bundle), predictor.CompiledModel(verified)):
+        assert model.threads == 1
+        assert repr(model) == f"CompiledModel(version={verified.version!r}, threads=1)"
+        model.close()
+        model.close()  # a second close (a reload racing shutdown) is harmless
+
+
+def test_rows_worth_a_thread_turn_the_part_budget_into_rows(categorical_bundle, monkeypatch):
+    """Best of three timings on 256 rows, budget / time per row, clipped to [8, 4096]."""
+    timed: list[tuple[int, ...]] = []
+    per_row_s = {"value": 3e-6}
+
+    def fake_timed(fn, x, out):
+        timed.append(x.shape)
+        return per_row_s["value"] * len(x) * (1 + len(timed) % 3)  # the best is the 1x one
+
+    monkeypatch.setattr(predictor, "_timed", fake_timed)
+    expected = {3e-6: 34, 1.0: 8, 1e-12: 4096}  # ceil(100 us / 3 us); clipped low; high
+    for per_row, rows in expected.items():
+        per_row_s["value"] = per_row
+        timed.clear()
+        model = load_bundle(categorical_bundle, threads=2, self_check=False)
+        try:
+            assert model.min_rows_per_thread == rows
+            assert timed == [(256, model.n_features)] * 3
+        finally:
+            model.close()
+
+
+def test_timed_measures_the_call() -> None:
+    assert 0.01 <= predictor._timed(time.sleep, 0.01) < 1.0
+
+
+def test_golden_rows_without_a_recorded_tolerance_use_the_default(categorical_bundle):
+    verified = verify_bundle(categorical_bundle)
+    assert verified.golden is not None
+    golden = {k: v for k, v in verified.golden.items() if k != "tolerance"}
+    model = predictor.CompiledModel(replace(verified, golden=golden))
+    try:
+        report = model.self_check()
+        assert report["passed"]
+        assert report["tolerance"] == 1e-5
+    finally:
+        model.close()
+
+
+def test_the_library_is_never_given_an_output_buffer_shorter_than_the_rows(model):
+    x = np.zeros((10, model.n_features), np.float32)
+    with pytest.raises(ValueError, match=r"out must be a contiguous float64 array of 10 rows"):
+        model._native.predict_into(x, np.empty(9, np.float64))
+    with pytest.raises(ValueError, match=r"got float32 of shape \(10,\)"):
+        model._native.predict_into(x, np.empty(10, np.float32))

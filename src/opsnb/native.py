@@ -78,7 +78,16 @@ class NativeModel:
         """Score ``x`` (C-contiguous float32, shape (rows, n_features)) into ``out`` (float64).
 
         ``row_offset`` is where ``x`` starts in the caller's batch (errors name that row).
+
+        Raises:
+            ValueError: ``out`` cannot hold one float64 per row of ``x`` (the library writes
+                through the pointer: a shorter ``out`` would be written past its end).
         """
+        if out.shape != (x.shape[0],) or out.dtype != np.float64 or not out.flags.c_contiguous:
+            raise ValueError(
+                f"out must be a contiguous float64 array of {x.shape[0]} rows, got "
+                f"{out.dtype} of shape {out.shape}"
+            )
         rc = self.call(x.ctypes.data, x.shape[0], self.n_features, int(margin), out.ctypes.data)
         if rc:
             self.raise_for(rc, x, row_offset)
