@@ -145,7 +145,7 @@ class RunManifest:
     def save(self) -> None:
         """Write the manifest atomically: the run first, then stages in run order, hashes last."""
         front = [k for k in _MANIFEST_ORDER if k in self.data]
-        rest = [k for k in self.data if k not in _MANIFEST_ORDER]
+        rest = [k for k in self.data if k not in (*_MANIFEST_ORDER, "artifacts")]
         ordered = {k: self.data[k] for k in [*front, *rest]}
         ordered["artifacts"] = dict(sorted(self.data["artifacts"].items()))
         write_json(self.run_dir / MANIFEST, ordered, sort_keys=False)
