@@ -6,7 +6,13 @@ import pytest
 
 from opsnb.errors import RequestError
 from opsnb.schema import Feature, Schema
-from opsnb.serving.contract import RequestContract, allowed_range, parse_feedback
+from opsnb.serving.contract import (
+    STATUSES,
+    RequestContract,
+    allowed_range,
+    error_kind,
+    parse_feedback,
+)
 
 DOC = {
     "task": "binary",
@@ -169,3 +175,85 @@ def test_an_object_that_repeats_a_key_is_refused_400_naming_it(body):
 def test_keys_inside_strings_are_not_mistaken_for_repeats():
     body = rb'{"request_id": "x\": \"request_id\":", "label": 1}'
     assert parse_feedback(body)[1] == 1.0
+
+
+def test_every_refusal_status_has_its_documented_error_kind():
+    """Clients branch on these kinds (and the OpenAPI document lists them): pinned one by one."""
+    assert {status: kind for status, (kind, _) in STATUSES.items()} == {
+        400: "syntax", 401: "unauthorized", 404: "unknown_id", 408: "slow_body",
+        409: "label_exists", 413: "size", 415: "media_type", 422: "contract", 503: "overload",
+    }  # fmt: skip
+    assert all(error_kind(status) == kind for status, (kind, _) in STATUSES.items())
+    assert error_kind(418) == "client"
+
+
+def test_the_ends_of_the_allowed_range_are_accepted_and_just_past_them_refused():
+    contract = RequestContract(SCHEMA, range_slack=0.5)
+    lo, hi = allowed_range(SCHEMA.features[1], 0.5)
+    rows, _ = contract.parse(body([{**GOOD, "score": lo}, {**GOOD, "score": hi}]))
+    assert rows[:, 1].tolist() == [lo, hi]
+    for outside in (lo - 0.5, hi + 0.5):
+        with pytest.raises(RequestError, match=r"expected a number in \[25, 1125\] \(training"):
+            contract.parse(body({**GOOD, "score": outside}))
+
+
+def test_a_nullable_category_accepts_null_and_a_required_one_does_not():
+    doc = {**DOC, "features": [{**DOC["features"][2], "nullable": True}]}
+    rows, _ = RequestContract(Schema.from_dict(doc)).parse(body({"home": None}))
+    assert math.isnan(rows[0, 0])
+    with pytest.raises(RequestError, match=r"field 'home' = null \(null\); expected one of"):
+        RequestContract(SCHEMA).parse(body({**GOOD, "home": None}))
+
+
+def test_a_long_category_list_is_shown_as_its_first_ten_and_a_count():
+    categories = [f"c{i:02d}" for i in range(12)]
+    doc = {**DOC, "features": [{**DOC["features"][2], "categories": categories}]}
+    with pytest.raises(RequestError) as caught:
+        RequestContract(Schema.from_dict(doc)).parse(body({"home": "c99"}))
+    listed = ", ".join(f'"{c}"' for c in categories[:10])
+    assert f"expected one of {listed} (+2 more): unknown category" in str(caught.value)
+
+
+def test_a_shortened_value_is_sixty_characters_ending_in_dots(contract):
+    with pytest.raises(RequestError) as caught:
+        contract.parse(body({**GOOD, "home": "x" * 100}))
+    shown = str(caught.value).split("field 'home' = ")[1].split(" (a string)")[0]
+    assert shown == '"' + "x" * 56 + "..."
+    assert len(shown) == 60
+
+
+def test_unknown_fields_are_listed_up_to_five_and_forty_characters_each(contract):
+    five = {f"extra_{i}_" + "y" * 40: 1 for i in range(5)}
+    with pytest.raises(RequestError) as caught:
+        contract.parse(body({**GOOD, **five}))
+    message = str(caught.value)
+    assert ", ".join(repr(k[:40]) for k in five) in message
+    assert "..." not in message
+    with pytest.raises(RequestError) as caught:
+        contract.parse(body({**GOOD, **five, "sixth": 1}))
+    assert f"has unknown field(s) {', '.join(repr(k[:40]) for k in five)}...;" in str(caught.value)
+    assert "sixth" not in str(caught.value)
+
+
+def test_a_feedback_refusal_is_about_record_0_the_one_body():
+    for label, task in (('"x"', "regression"), ("2", "binary"), ("1e300", "regression")):
+        with pytest.raises(RequestError) as caught:
+            parse_feedback(b'{"request_id": "a", "label": %s}' % label.encode(), task=task)
+        assert (caught.value.record, caught.value.field, caught.value.status) == (0, "label", 422)
+
+
+def test_the_largest_float32_is_a_valid_regression_label():
+    largest = float(np.finfo(np.float32).max)
+    assert parse_feedback(b'{"request_id": "a", "label": %r}' % largest, task="regression") == (
+        "a", largest,
+    )  # fmt: skip
+
+
+def test_a_thousand_records_per_request_by_default():
+    contract = RequestContract(SCHEMA)
+    assert contract.max_records == 1000
+    rows, _ = contract.parse(body([GOOD] * 1000))
+    assert len(rows) == 1000
+    with pytest.raises(RequestError, match=r"holds 1001 records; at most 1000") as caught:
+        contract.parse(body([GOOD] * 1001))
+    assert caught.value.status == 413
