@@ -304,3 +304,11 @@ def test_the_library_is_never_given_an_output_buffer_shorter_than_the_rows(model
         model._native.predict_into(x, np.empty(9, np.float64))
     with pytest.raises(ValueError, match=r"got float32 of shape \(10,\)"):
         model._native.predict_into(x, np.empty(10, np.float32))
+
+
+def test_close_stops_the_worker_threads_before_it_returns(categorical_bundle, model_kinds):
+    model = load_bundle(categorical_bundle, threads=3)
+    model.predict(np.ascontiguousarray(model_kinds["categorical"].x, np.float32))  # threads busy
+    assert any(t.name.startswith("opsnb-predict") for t in threading.enumerate())
+    model.close()
+    assert not any(t.name.startswith("opsnb-predict") for t in threading.enumerate())
