@@ -307,8 +307,10 @@ def test_the_library_is_never_given_an_output_buffer_shorter_than_the_rows(model
 
 
 def test_close_stops_the_worker_threads_before_it_returns(categorical_bundle, model_kinds):
+    before = set(threading.enumerate())
     model = load_bundle(categorical_bundle, threads=3)
     model.predict(np.ascontiguousarray(model_kinds["categorical"].x, np.float32))  # threads busy
-    assert any(t.name.startswith("opsnb-predict") for t in threading.enumerate())
+    workers = [t for t in set(threading.enumerate()) - before if t.name.startswith("opsnb-pred")]
+    assert workers
     model.close()
-    assert not any(t.name.startswith("opsnb-predict") for t in threading.enumerate())
+    assert not any(t.is_alive() for t in workers)
