@@ -9,6 +9,7 @@ from opsnb.schema import Feature, Schema
 from opsnb.serving.contract import (
     STATUSES,
     RequestContract,
+    _show,
     allowed_range,
     error_kind,
     parse_feedback,
@@ -257,3 +258,62 @@ def test_a_thousand_records_per_request_by_default():
     with pytest.raises(RequestError, match=r"holds 1001 records; at most 1000") as caught:
         contract.parse(body([GOOD] * 1001))
     assert caught.value.status == 413
+
+
+def test_float32s_ends_are_judged_by_the_training_range_not_as_out_of_float32():
+    contract = RequestContract(SCHEMA, range_slack=0.5)
+    largest = float(np.finfo(np.float32).max)
+    for value in (largest, -largest):
+        with pytest.raises(RequestError) as caught:
+            contract.parse(body({**GOOD, "score": value}))
+        assert "(training range widened by range_slack=0.5)" in str(caught.value)
+        assert "outside the float32 range" not in str(caught.value)
+    with pytest.raises(RequestError, match=r"outside the float32 range the compiled model reads"):
+        contract.parse(body({**GOOD, "score": 1e39}))
+
+
+def test_ten_categories_are_all_shown_without_a_count():
+    categories = [f"c{i:02d}" for i in range(10)]
+    doc = {**DOC, "features": [{**DOC["features"][2], "categories": categories}]}
+    with pytest.raises(RequestError) as caught:
+        RequestContract(Schema.from_dict(doc)).parse(body({"home": "c99"}))
+    assert '"c09": unknown category' in str(caught.value)
+    assert "more)" not in str(caught.value)
+
+
+def test_a_value_json_cannot_spell_is_shown_by_its_repr():
+    assert _show({1, 2}) == "{1, 2}"
+    assert _show("x") == '"x"'
+
+
+def test_a_repeated_long_key_is_named_by_its_first_sixty_characters():
+    key = "k" * 70
+    with pytest.raises(RequestError) as caught:
+        RequestContract(SCHEMA).parse(b'{"%s": 1, "%s": 2}' % (key.encode(), key.encode()))
+    assert (caught.value.status, caught.value.field) == (400, key[:60])
+
+
+def test_every_feedback_refusal_is_422_about_record_0():
+    bodies = [
+        b'{"request_id": "a"}',
+        b'{"request_id": "", "label": 1}',
+        b'{"request_id": 5, "label": 1}',
+    ]
+    for feedback in bodies:
+        with pytest.raises(RequestError) as caught:
+            parse_feedback(feedback)
+        assert caught.value.status == 422
+    assert caught.value.record == 0
+    assert caught.value.field == "request_id"
+
+
+def test_a_binary_models_labels_0_and_1_are_both_accepted():
+    for label in (0, 1, 0.0, 1.0):
+        got = parse_feedback(b'{"request_id": "a", "label": %r}' % label, task="binary")
+        assert got == ("a", float(label))
+
+
+def test_a_record_missing_several_fields_names_the_first_in_schema_order(contract):
+    with pytest.raises(RequestError, match=r"lacks field\(s\) 'age', 'home'") as caught:
+        contract.parse(body({"score": 700.0}))
+    assert caught.value.field == "age"
