@@ -11,7 +11,7 @@ from opsnb import validation
 from opsnb.inputs import prefetch
 from opsnb.loans import loan_applications
 from opsnb.rowcheck import category_codes, check_rows
-from opsnb.schema import to_matrix
+from opsnb.schema import Feature, Schema, to_matrix
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +91,39 @@ def test_prefetch_hands_on_items_and_errors():
     early = prefetch(iter(range(1000)), depth=2)
     assert next(early) == 0
     early.close()  # the consumer stops: the thread stops too
+
+
+def test_the_ends_of_the_accepted_range_pass_and_an_open_end_takes_anything():
+    schema = Schema(
+        task="regression", target="y",
+        features=(
+            Feature("bounded", "numeric", min=0.0, max=1.0, lower=-1.0, upper=2.0),
+            Feature("open", "numeric", nullable=True),
+        ),
+    )  # fmt: skip
+    table = pa.table(
+        {"bounded": [-1.0, 2.0, 2.5, -1.5, 0.0], "open": [-1e30, 1e30, 0.0, 0.0, None]}
+    )
+    checked = check_rows(table, schema)
+    assert checked.ok.tolist() == [True, True, False, False, True]
+    assert checked.refused.tolist() == [2, 3]
+    assert checked.reason == ["out of range", "out of range"]
+    assert checked.value == ["2.5", "-1.5"]
+    assert checked.matrix[:2, 1].tolist() == [np.float32(-1e30), np.float32(1e30)]
+
+
+def test_a_required_category_left_empty_is_a_missing_required_value():
+    schema = Schema(
+        task="binary", target="y",
+        features=(Feature("home", "categorical", categories=("OWN", "RENT")),),
+        unknown_categories="reject",
+    )  # fmt: skip
+    checked = check_rows(pa.table({"home": ["RENT", None, "CASTLE"]}), schema)
+    assert checked.refused.tolist() == [1, 2]
+    assert checked.reason == ["missing required value", "unknown category"]
+    assert checked.matrix.tolist() == [[1.0]]
+
+
+def test_an_empty_dictionary_column_has_no_codes():
+    empty = pa.chunked_array([], type=pa.dictionary(pa.int32(), pa.string()))
+    assert category_codes(empty, ["a"]).shape == (0,)
