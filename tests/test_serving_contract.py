@@ -317,3 +317,8 @@ def test_a_record_missing_several_fields_names_the_first_in_schema_order(contrac
     with pytest.raises(RequestError, match=r"lacks field\(s\) 'age', 'home'") as caught:
         contract.parse(body({"score": 700.0}))
     assert caught.value.field == "age"
+
+
+def test_a_value_of_sixty_characters_is_shown_whole_and_one_more_is_shortened():
+    assert _show("x" * 58) == '"' + "x" * 58 + '"'  # 60 characters with its quotes
+    assert _show("x" * 59) == '"' + "x" * 56 + "..."
