@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -166,3 +167,26 @@ def test_na_empty_and_question_mark_are_missing_values_not_wrong_types(tmp_path:
         [3, 4, 7], "missing required value"
     )
     assert sum(len(p) for p in again.parts.values()) == 400 - 3
+
+
+def test_a_target_with_twenty_values_is_a_quantity_not_classes_to_stratify_by() -> None:
+    """Fewer than 20 distinct target values are classes (each split gets its share of each);
+    20 or more are a quantity: a value seen once cannot be stratified and must not stop it."""
+    values = np.r_[np.repeat(np.arange(19.0), 10), 99.0]  # 20 distinct values, one seen once
+    frame = pd.DataFrame({"x": np.arange(len(values)), "y": values})
+    fractions = {"train": 0.6, "valid": 0.2, "test": 0.2}
+    parts = prepare.split(frame, target="y", timestamp=None, fractions=fractions, seed=0)
+    assert sum(map(len, parts.values())) == len(frame)
+    classes = pd.DataFrame({"x": np.arange(190), "y": np.repeat(np.arange(19.0), 10)})
+    parts = prepare.split(classes, target="y", timestamp=None, fractions=fractions, seed=0)
+    assert (parts["train"]["y"].value_counts() == 6).all()  # stratified: 6 of each 10
+
+
+def test_the_balance_of_a_split_and_of_an_empty_one() -> None:
+    part = pd.DataFrame({"y": [1, 0, 0, 0]})
+    assert prepare.balance(part, target="y", task="binary") == {
+        "rows": 4, "negatives": 3, "positives": 1, "positive_share": 0.25,
+    }  # fmt: skip
+    assert prepare.balance(part.iloc[:0], target="y", task="binary") == {
+        "rows": 0, "negatives": 0, "positives": 0, "positive_share": 0.0,
+    }  # fmt: skip
