@@ -5,10 +5,11 @@ scratch copy of the project (never this working tree: other runs keep importing 
 and runs that module's own fast test files against each mutant. The score per module is printed
 and written to ``tests/mutation/last_scores.md``; the README quotes it.
 
-Usage: ``python tests/mutation/run.py [name ...] [--workers N] [--survivors]``. ``--workers 2``
-runs two modules at once. Each module's cosmic-ray session is kept in ``.mutate/<name>.sqlite``;
-``--survivors`` re-runs only that session's surviving mutants against today's tests, which is how
-a new test is shown to kill them (and how a score is brought up to date cheaply).
+Usage: ``python tests/mutation/run.py [name ...] [--workers N] [--survivors] [--show]``.
+``--workers 2`` runs two modules at once. Each module's cosmic-ray session is kept in
+``.mutate/<name>.sqlite``; ``--survivors`` re-runs only that session's surviving mutants against
+today's tests, which is how a new test is shown to kill them (and how a score is brought up to
+date cheaply); ``--show`` prints the kept survivors' diffs.
 """
 
 from __future__ import annotations
@@ -239,6 +240,28 @@ def mutate(
     return result
 
 
+def show(name: str) -> str:
+    """Each surviving mutant of ``name``'s kept session: its line, operator and changed lines."""
+    kept = SESSIONS / f"{name}.sqlite"
+    if not kept.is_file():
+        raise SystemExit(f"no kept session for {name!r} at {kept}: run make mutate first")
+    with sqlite3.connect(kept) as conn:
+        rows = conn.execute(
+            "SELECT m.module_path, m.start_pos_row, m.operator_name, r.diff"
+            " FROM mutation_specs m JOIN work_results r ON r.job_id = m.job_id"
+            " WHERE r.test_outcome = 'SURVIVED' ORDER BY m.start_pos_row"
+        ).fetchall()
+    out = []
+    for path, row, operator, diff in rows:
+        changed = [
+            line
+            for line in (diff or "").splitlines()
+            if line[:1] in "+-" and not line.startswith(("+++", "---"))
+        ]
+        out += [f"{path}:{row} {operator}", *(f"    {line}" for line in changed)]
+    return "\n".join(out)
+
+
 def _write(order: list[str]) -> None:
     """The score table of every module with a kept result, in ``modules.toml`` order."""
     results = [json.loads(p.read_text()) for p in SESSIONS.glob("*.json")]
@@ -270,12 +293,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--survivors", action="store_true", help="re-run only the kept sessions' survivors"
     )
+    parser.add_argument(
+        "--show", action="store_true", help="print the kept survivors' diffs; run nothing"
+    )
     args = parser.parse_args(argv)
     table = tomllib.loads((HERE / "modules.toml").read_text())
     names = args.names or list(table)
     unknown = [n for n in names if n not in table]
     if unknown:
         parser.error(f"unknown module(s) {unknown}; known: {', '.join(table)}")
+    if args.show:
+        print("\n".join(show(name) for name in names))
+        return 0
     lock = threading.Lock()  # modules finish on pool threads; one writes the scores at a time
 
     def one(name: str) -> None:
