@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -127,3 +129,15 @@ def test_a_required_category_left_empty_is_a_missing_required_value():
 def test_an_empty_dictionary_column_has_no_codes():
     empty = pa.chunked_array([], type=pa.dictionary(pa.int32(), pa.string()))
     assert category_codes(empty, ["a"]).shape == (0,)
+
+
+def test_dates_where_a_number_belongs_are_wrong_types_and_a_missing_date_is_missing():
+    schema = Schema(
+        task="regression", target="y",
+        features=(Feature("amount", "numeric", nullable=True, min=0.0, max=10.0),),
+    )  # fmt: skip
+    dates = pa.array([datetime.date(2026, 1, 1), None, datetime.date(2026, 2, 1)])
+    checked = check_rows(pa.table({"amount": dates}), schema)
+    assert checked.refused.tolist() == [0, 2]
+    assert checked.reason == ["wrong type", "wrong type"]
+    assert checked.value == ["2026-01-01", "2026-02-01"]
