@@ -180,6 +180,7 @@ def test_a_target_with_twenty_values_is_a_quantity_not_classes_to_stratify_by() 
     classes = pd.DataFrame({"x": np.arange(190), "y": np.repeat(np.arange(19.0), 10)})
     parts = prepare.split(classes, target="y", timestamp=None, fractions=fractions, seed=0)
     assert (parts["train"]["y"].value_counts() == 6).all()  # stratified: 6 of each 10
+    assert [len(p) for p in parts.values()] == [114, 38, 38]
 
 
 def test_the_balance_of_a_split_and_of_an_empty_one() -> None:
@@ -190,3 +191,42 @@ def test_the_balance_of_a_split_and_of_an_empty_one() -> None:
     assert prepare.balance(part.iloc[:0], target="y", task="binary") == {
         "rows": 0, "negatives": 0, "positives": 0, "positive_share": 0.0,
     }  # fmt: skip
+
+
+def test_a_regression_splits_balance_is_its_mean_and_spread_to_four_places() -> None:
+    part = pd.DataFrame({"y": [1.23456, 2.0, 3.33333]})
+    assert prepare.balance(part, target="y", task="regression") == {
+        "rows": 3, "target_mean": 2.1893, "target_std": 1.0621,  # sample std (n - 1)
+    }  # fmt: skip
+
+
+def test_the_profile_lists_missing_shares_only_for_columns_with_gaps() -> None:
+    frame = pd.DataFrame(
+        {
+            "x": [1.0, None, 3.0, 4.0] * 25,
+            "z": np.random.default_rng(0).normal(size=100),
+            "y": [0, 1] * 50,
+        }
+    )
+    prepared = prepare.prepare(
+        frame, target="y", task="binary", timestamp=None, fractions=FRACTIONS, seed=0
+    )
+    assert prepare.profile(prepared)["missing_share"] == {"x": 0.25}
+    assert list(prepared.quarantined.index) == list(range(len(prepared.quarantined)))
+    assert "index" not in prepared.quarantined.columns
+
+
+def test_the_splits_table_has_a_row_per_split_and_the_time_range_to_the_second() -> None:
+    profile_ = {
+        "splits": {
+            "train": {"rows": 2, "positive_share": 0.5,
+                      "time_range": ["2026-01-01 00:00:00.123456", "2026-02-01 10:11:12.5"]},
+            "test": {"rows": 1, "positive_share": 0.0},
+        }
+    }  # fmt: skip
+    table = prepare.splits_table(profile_)
+    assert list(table.index) == ["train", "test"]
+    assert list(table.columns) == ["rows", "positive_share", "from", "to"]
+    assert table.loc["train", "from"] == "2026-01-01 00:00:00"
+    assert table.loc["train", "to"] == "2026-02-01 10:11:12"
+    assert table.loc["test", "rows"] == 1
