@@ -1,6 +1,7 @@
 import json
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -314,3 +315,18 @@ def test_close_stops_the_worker_threads_before_it_returns(categorical_bundle, mo
     assert workers
     model.close()
     assert not any(t.is_alive() for t in workers)
+
+
+def test_rows_as_nested_lists_are_scored_like_the_array(model, model_kinds):
+    x = np.ascontiguousarray(model_kinds["categorical"].x[:100], np.float32)
+    np.testing.assert_array_equal(model.predict(x.tolist()), model.predict(x))
+
+
+def test_importing_the_predictor_loads_neither_pandas_nor_the_training_stack():
+    """A server process imports it: it must stay light (pandas only when a frame is given)."""
+    heavy = "{'pandas', 'xgboost', 'sklearn'}"
+    code = f"import sys, opsnb.predictor; print(sorted({heavy} & set(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
