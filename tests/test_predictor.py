@@ -2,6 +2,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import replace
@@ -330,3 +331,14 @@ def test_importing_the_predictor_loads_neither_pandas_nor_the_training_stack():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_a_refused_private_copy_is_deleted(bundle, tmp_path, monkeypatch):
+    private = tmp_path / "private"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))  # where the private copies go
+    verified = verify_bundle(bundle)
+    (bundle / "model.so").write_bytes(b"swapped after the check")
+    with pytest.raises(ArtifactError, match=r"model.so does not match manifest.json"):
+        predictor.CompiledModel(verified)
+    assert list(private.iterdir()) == []
