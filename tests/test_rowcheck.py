@@ -141,3 +141,18 @@ def test_dates_where_a_number_belongs_are_wrong_types_and_a_missing_date_is_miss
     assert checked.refused.tolist() == [0, 2]
     assert checked.reason == ["wrong type", "wrong type"]
     assert checked.value == ["2026-01-01", "2026-02-01"]
+
+
+def test_within_one_reason_the_first_feature_in_schema_order_is_named():
+    schema = Schema(
+        task="regression", target="y",
+        features=(
+            Feature("a", "numeric", min=0.0, max=1.0),
+            Feature("b", "numeric", min=0.0, max=1.0),
+        ),
+    )  # fmt: skip
+    checked = check_rows(pa.table({"a": [5.0, 0.5], "b": [5.0, 5.0]}), schema)
+    assert list(zip(checked.reason, checked.column, strict=True)) == [
+        ("out of range", "a"),
+        ("out of range", "b"),
+    ]
