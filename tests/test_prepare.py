@@ -6,6 +6,7 @@ import pytest
 
 from opsnb import datasets, prepare
 from opsnb.errors import ConfigError, DataError
+from opsnb.schema import Feature, Schema
 from tests.support import census_rows, write_census
 
 FRACTIONS = {"train": 0.6, "valid": 0.15, "test": 0.15, "trusted": 0.1}
@@ -230,3 +231,44 @@ def test_the_splits_table_has_a_row_per_split_and_the_time_range_to_the_second()
     assert table.loc["train", "from"] == "2026-01-01 00:00:00"
     assert table.loc["train", "to"] == "2026-02-01 10:11:12"
     assert table.loc["test", "rows"] == 1
+
+
+def test_rows_that_differ_only_in_an_identifier_are_duplicates() -> None:
+    """A column of distinct integers is an identifier even when the contract does not name it:
+    two applications that differ only there are one row sent twice."""
+    frame = pd.DataFrame({"number": [10, 11, 12], "x": [1.0, 1.0, 2.0], "y": [0, 0, 1]})
+    schema = Schema(task="binary", target="y", features=(Feature("x", "numeric"),))
+    _, found = prepare.screen(frame, target="y", schema=schema)
+    assert found["reason"].isna().tolist() == [True, False, True]
+    assert found.loc[1, "reason"] == "duplicate row"
+
+
+def test_the_share_may_reach_the_limit_and_nothing_quarantined_of_nothing_is_zero() -> None:
+    data = datasets.load("breast_cancer")
+    prepared = _prepare(data)
+    share = prepared.quarantined_share
+    prepared.check_share(share)  # exactly at the limit passes
+    with pytest.raises(DataError, match=r"above max_quarantine_share"):
+        prepared.check_share(share - 1e-9)
+    empty = prepare.Prepared(prepared.schema, {}, prepared.quarantined.iloc[:0], 0, True)
+    assert empty.quarantined_share == 0.0
+    for part in prepared.parts.values():
+        assert list(part.index) == list(range(len(part)))
+        assert "index" not in part.columns
+
+
+def test_the_verdict_passes_up_to_the_limit_and_states_the_numbers() -> None:
+    profile_ = {
+        "rows_in": 1000, "contract": "frozen",
+        "quarantine": {"rows": 50, "share": 0.05},
+        "splits": {"train": {"rows": 600}, "test": {"rows": 350}},
+    }  # fmt: skip
+    at_limit = prepare.verdict(profile_, max_quarantine_share=0.05, features=7)
+    assert at_limit == {
+        "text": "PASS: 50 of 1,000 rows quarantined (5.0% <= max 5%); 7 features in the frozen "
+        "contract; splits train/test = 600/350 rows",
+        "passed": True,
+    }
+    over = prepare.verdict(profile_, max_quarantine_share=0.04, features=7)
+    assert over["passed"] is False
+    assert over["text"].startswith("FAIL: 50 of 1,000 rows quarantined (5.0% > max 4%)")
