@@ -202,18 +202,22 @@ def test_a_regression_splits_balance_is_its_mean_and_spread_to_four_places() -> 
 
 
 def test_the_profile_lists_missing_shares_only_for_columns_with_gaps() -> None:
+    n = 149
     frame = pd.DataFrame(
         {
-            "x": [1.0, None, 3.0, 4.0] * 25,
-            "z": np.random.default_rng(0).normal(size=100),
-            "y": [0, 1] * 50,
+            "x": [None if i % 3 == 0 else float(i) for i in range(n)],
+            "z": np.random.default_rng(0).normal(size=n),
+            "y": [i % 2 for i in range(n)],
         }
     )
+    frame = pd.concat([frame, frame.iloc[[5]]], ignore_index=True)  # one row sent twice
     prepared = prepare.prepare(
         frame, target="y", task="binary", timestamp=None, fractions=FRACTIONS, seed=0
     )
-    assert prepare.profile(prepared)["missing_share"] == {"x": 0.25}
-    assert list(prepared.quarantined.index) == list(range(len(prepared.quarantined)))
+    profile_ = prepare.profile(prepared)
+    assert profile_["missing_share"] == {"x": round(50 / 149, 4)}  # 0.3356, four places
+    assert profile_["quarantine"]["share"] == round(1 / 150, 4)  # 0.0067
+    assert list(prepared.quarantined.index) == [0]
     assert "index" not in prepared.quarantined.columns
 
 
