@@ -276,3 +276,12 @@ def test_the_verdict_passes_up_to_the_limit_and_states_the_numbers() -> None:
     over = prepare.verdict(profile_, max_quarantine_share=0.04, features=7)
     assert over["passed"] is False
     assert over["text"].startswith("FAIL: 50 of 1,000 rows quarantined (5.0% > max 4%)")
+
+
+def test_ten_rows_per_split_are_enough_and_one_fewer_is_not() -> None:
+    fractions = {"train": 0.5, "valid": 0.5}
+    frame = pd.DataFrame({"x": range(20), "y": [0, 1] * 10})
+    parts = prepare.split(frame, target="y", timestamp=None, fractions=fractions, seed=0)
+    assert [len(p) for p in parts.values()] == [10, 10]
+    with pytest.raises(DataError, match=r"only 19 usable rows after quarantine; need at least 20"):
+        prepare.split(frame.iloc[:19], target="y", timestamp=None, fractions=fractions, seed=0)
