@@ -120,3 +120,23 @@ def test_a_signed_bundle_that_predicts_wrongly_is_refused_by_its_self_check(bund
     assert kept.version != "e" * 12
     assert error is not None
     assert "golden.json" in error
+
+
+def test_a_refused_version_name_is_logged_escaped_and_shortened_to_80_characters(
+    bundle_run, tmp_path, caplog
+):
+    shutil.copytree(bundle_run / "bundle", tmp_path / "first")
+    name = "v" * 100 + "\n"  # not a version name; the log must not let it forge a line
+
+    async def main():
+        slot = ModelSlot(ModelStore(tmp_path, "first"), warm_rows=4)
+        await slot.reload()
+        with pytest.raises(OpsnbError, match=r"is not a name in the model store"):
+            await slot.reload(name)
+        slot.close()
+
+    with caplog.at_level("ERROR", logger="opsnb.serving.reload"):
+        asyncio.run(main())
+    (record,) = [r for r in caplog.records if r.name == "opsnb.serving.reload"]
+    assert record.getMessage().startswith(f"refused model version {'v' * 77}...: ")
+    assert "\n" not in record.getMessage()
