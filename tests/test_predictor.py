@@ -342,3 +342,27 @@ def test_a_refused_private_copy_is_deleted(bundle, tmp_path, monkeypatch):
     with pytest.raises(ArtifactError, match=r"model.so does not match manifest.json"):
         predictor.CompiledModel(verified)
     assert list(private.iterdir()) == []
+
+
+def test_a_batch_is_split_only_into_parts_worth_a_thread(categorical_bundle, monkeypatch):
+    """With 34 rows worth a thread (timing faked), 3 threads split 68 rows in two and 1,000 in
+    three; 65 rows (one part's worth) stay on the calling thread, in one call."""
+    monkeypatch.setattr(predictor, "_timed", lambda fn, x, out: 3e-6 * len(x))
+    model = load_bundle(categorical_bundle, threads=3, self_check=False)
+    calls: list[tuple[int, int]] = []
+    native = model._native.predict_into
+
+    def spy(x, out, *, row_offset=0, **kw):
+        calls.append((row_offset, len(x)))
+        native(x, out, row_offset=row_offset, **kw)
+
+    monkeypatch.setattr(model._native, "predict_into", spy)
+    try:
+        assert model.min_rows_per_thread == 34
+        for rows, parts in ((65, [(0, 65)]), (68, [(0, 34), (34, 34)]),
+                            (1000, [(0, 333), (333, 333), (666, 334)])):  # fmt: skip
+            calls.clear()
+            model.predict(np.zeros((rows, model.n_features), np.float32))
+            assert sorted(calls) == parts, rows
+    finally:
+        model.close()

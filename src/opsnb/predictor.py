@@ -148,7 +148,8 @@ class CompiledModel:
             self._pool.submit(self._native.predict_into, x[a:b], out[a:b], row_offset=a)
             for a, b in itertools.pairwise(bounds[1:])
         ]
-        self._native.predict_into(x[: bounds[1]], out[: bounds[1]])
+        first = slice(bounds[0], bounds[1])
+        self._native.predict_into(x[first], out[first])
         for future in futures:
             future.result()
         return out
