@@ -8,6 +8,8 @@ from opsnb import signing
 from opsnb.artifacts import sha256_file
 from opsnb.bundle import resolve_bundle
 from opsnb.errors import ArtifactError, OpsnbError, ParityError
+from opsnb.predictor import CompiledModel
+from opsnb.serving import reload as reload_module
 from opsnb.serving.reload import ModelSlot, prepare, verify
 from opsnb.serving.store import ModelStore, Trust
 from tests.serving_support import copy_bundle
@@ -140,3 +142,90 @@ def test_a_refused_version_name_is_logged_escaped_and_shortened_to_80_characters
     (record,) = [r for r in caplog.records if r.name == "opsnb.serving.reload"]
     assert record.getMessage().startswith(f"refused model version {'v' * 77}...: ")
     assert "\n" not in record.getMessage()
+
+
+def test_prepare_checks_the_golden_rows_once_and_accepts_1000_records(bundle_run, monkeypatch):
+    checks = []
+    original = CompiledModel.self_check
+
+    def counted(model):
+        checks.append(model.version)
+        return original(model)
+
+    monkeypatch.setattr(CompiledModel, "self_check", counted)
+    served = prepare(bundle_run, warm_rows=4)
+    try:
+        assert len(checks) == 1  # not once by the loader and again here
+        assert served.contract.max_records == 1000
+    finally:
+        served.model.close()
+
+
+def test_the_first_load_uses_the_bundle_verified_at_start_and_later_ones_verify_again(
+    bundle_run, tmp_path, monkeypatch
+):
+    shutil.copytree(bundle_run / "bundle", tmp_path / "first")
+    verified = verify(tmp_path / "first", Trust.default())
+    calls = []
+    original = reload_module.verify
+
+    def counted(folder, trust):
+        calls.append(folder.name)
+        return original(folder, trust)
+
+    monkeypatch.setattr(reload_module, "verify", counted)
+
+    async def main():
+        slot = ModelSlot(ModelStore(tmp_path, "first"), verified=verified, warm_rows=4)
+        await slot.reload()
+        after_first = list(calls)
+        await slot.reload()
+        slot.close()
+        return after_first
+
+    assert asyncio.run(main()) == []  # verified once, before the server started
+    assert calls == ["first"]  # a SIGHUP later verifies the files anew
+
+
+def test_long_refusals_are_logged_shortened_to_400_characters(
+    bundle_run, tmp_path, caplog, monkeypatch
+):
+    shutil.copytree(bundle_run / "bundle", tmp_path / "first")
+
+    def failing(*args, **kwargs):
+        raise ValueError("x" * 1000)  # a library failing while it loads
+
+    async def main():
+        slot = ModelSlot(ModelStore(tmp_path, "first"), warm_rows=4)
+        await slot.reload()
+        monkeypatch.setattr(reload_module, "prepare", failing)
+        with pytest.raises(OpsnbError, match=r"model version first could not be loaded"):
+            await slot.reload()
+        slot.close()
+
+    with caplog.at_level("ERROR", logger="opsnb.serving.reload"):
+        asyncio.run(main())
+    (record,) = [r for r in caplog.records if r.name == "opsnb.serving.reload"]
+    logged = record.getMessage().removeprefix("refused model version first: ")
+    assert logged == "ValueError: " + "x" * (400 - 3 - len("ValueError: ")) + "..."
+
+
+def test_a_long_refusal_of_a_version_is_logged_shortened_to_400_characters(
+    bundle_run, tmp_path, caplog
+):
+    store = tmp_path / ("a" * 200) / ("b" * 200)  # its path makes the refusal long
+    shutil.copytree(bundle_run / "bundle", store / "first")
+
+    async def main():
+        slot = ModelSlot(ModelStore(store, "first"), warm_rows=4)
+        await slot.reload()
+        with pytest.raises(OpsnbError, match=r"is not a name in the model store") as caught:
+            await slot.reload("../first")
+        slot.close()
+        return str(caught.value)
+
+    with caplog.at_level("ERROR", logger="opsnb.serving.reload"):
+        message = asyncio.run(main())
+    assert len(message) > 400
+    (record,) = [r for r in caplog.records if r.name == "opsnb.serving.reload"]
+    assert record.getMessage() == f"refused model version ../first: {message[:397]}..."
