@@ -189,13 +189,14 @@ def test_the_balance_of_a_split_and_of_an_empty_one() -> None:
     assert prepare.balance(part, target="y", task="binary") == {
         "rows": 4, "negatives": 3, "positives": 1, "positive_share": 0.25,
     }  # fmt: skip
+    assert prepare.balance(part.iloc[:3], target="y", task="binary")["positive_share"] == 0.3333
     assert prepare.balance(part.iloc[:0], target="y", task="binary") == {
         "rows": 0, "negatives": 0, "positives": 0, "positive_share": 0.0,
     }  # fmt: skip
 
 
 def test_a_regression_splits_balance_is_its_mean_and_spread_to_four_places() -> None:
-    part = pd.DataFrame({"y": [1.23456, 2.0, 3.33333]})
+    part = pd.DataFrame({"y": [1.23456, 2.0, 3.33339]})  # mean 2.1893166, std 1.062145
     assert prepare.balance(part, target="y", task="regression") == {
         "rows": 3, "target_mean": 2.1893, "target_std": 1.0621,  # sample std (n - 1)
     }  # fmt: skip
@@ -215,6 +216,7 @@ def test_the_profile_lists_missing_shares_only_for_columns_with_gaps() -> None:
         frame, target="y", task="binary", timestamp=None, fractions=FRACTIONS, seed=0
     )
     profile_ = prepare.profile(prepared)
+    assert profile_["contract"] == "inferred"  # no frozen contract was given
     assert profile_["missing_share"] == {"x": round(50 / 149, 4)}  # 0.3356, four places
     assert profile_["quarantine"]["share"] == round(1 / 150, 4)  # 0.0067
     assert list(prepared.quarantined.index) == [0]

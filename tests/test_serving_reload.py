@@ -157,6 +157,7 @@ def test_prepare_checks_the_golden_rows_once_and_accepts_1000_records(bundle_run
     try:
         assert len(checks) == 1  # not once by the loader and again here
         assert served.contract.max_records == 1000
+        assert served.contract.range_slack == 1.0  # one training span past each end
     finally:
         served.model.close()
 
