@@ -1,4 +1,5 @@
 import asyncio
+import dataclasses
 import json
 import shutil
 
@@ -230,3 +231,16 @@ def test_a_long_refusal_of_a_version_is_logged_shortened_to_400_characters(
     assert len(message) > 400
     (record,) = [r for r in caplog.records if r.name == "opsnb.serving.reload"]
     assert record.getMessage() == f"refused model version ../first: {message[:397]}..."
+
+
+def test_a_served_model_is_frozen_and_the_slot_closes_what_it_serves(bundle_run, tmp_path):
+    shutil.copytree(bundle_run / "bundle", tmp_path / "first")
+    slot = ModelSlot(ModelStore(tmp_path, "first"), warm_rows=4)
+    slot.close()  # nothing loaded yet: nothing to close, no error
+    served = asyncio.run(slot.reload())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        served.bundle = tmp_path  # type: ignore[misc]
+    private = served.model._private
+    assert private.is_dir()
+    slot.close()
+    assert not private.exists()  # the private copy of the library is gone
