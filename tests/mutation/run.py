@@ -239,6 +239,8 @@ def mutate(
             )
             equivalent, variants = _skip(session, folder / module)
         markers = _signature_markers(session, folder / module)
+        if survivors_only:  # those found by the earlier runs of this session count too
+            markers += last.get("markers", 0)
         subprocess.run(
             [*cli, "exec", str(config), str(session)],
             cwd=folder, env=env, check=True, stdout=subprocess.DEVNULL,
