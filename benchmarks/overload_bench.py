@@ -20,48 +20,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import socket
-import subprocess
+import os
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from opsnb.bench.load import bodies_from_run, run_load
-
-HERE = Path(__file__).resolve().parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def serving(run: Path, port: int, log: Path, extra: list[str]) -> Iterator[None]:
-    """``opsnb serve run`` until its ``/ready`` answers 200; always stopped afterwards."""
-    command = [sys.executable, "-m", "opsnb.cli", "serve", str(run), "--port", str(port),
-               "--log", str(log), *extra]  # fmt: skip
-    proc = subprocess.Popen(command, cwd=HERE.parent)
-    try:
-        end = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None or time.monotonic() > end:
-                raise SystemExit(f"server did not start: {' '.join(command)}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            time.sleep(0.2)
-        yield
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+from opsnb.bench.service import free_port, started
 
 
 def level(
@@ -108,13 +74,15 @@ def main(argv: list[str] | None = None) -> int:
 
     run = Path(args.run).resolve()
     bodies = bodies_from_run(run)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/predict"
     rows: list[dict[str, Any]] = []
-    with (
-        tempfile.TemporaryDirectory(prefix="opsnb-overload-") as tmp,
-        serving(run, port, Path(tmp) / "log.sqlite", ["--budget-ms", str(args.budget_ms)]),
-    ):
+    with contextlib.ExitStack() as stack:
+        log = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="opsnb-overload-")))
+        log /= "log.sqlite"
+        command = [sys.executable, "-m", "opsnb.cli", "serve", str(run), "--port", str(port),
+                   "--log", str(log), "--budget-ms", str(args.budget_ms)]  # fmt: skip
+        stack.enter_context(started(command, port, bodies[0], dict(os.environ)))
         run_load(url, bodies, requests=300, concurrency=8, duration_s=10)  # warm-up
         closed = run_load(url, bodies, requests=10**6, concurrency=64, duration_s=args.seconds)
         capacity = closed.summary()["throughput_rps"]

@@ -32,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 import xgboost as xgb
-from distributed import Client, LocalCluster
+from distributed import LocalCluster
 from sklearn.metrics import roc_auc_score
 
 from opsnb import dask_training, loans, prepare, scoring, training, validation

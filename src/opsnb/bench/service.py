@@ -58,7 +58,8 @@ class Plan:
 QUICK = Plan(trees=20, depth=3, seconds=0.3, sustain_s=0.5, overload_s=0.5, warmup_requests=30)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port free on 127.0.0.1 now (for servers that cannot report the one they bound)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -171,7 +172,7 @@ def run_benchmark(run: Path, plan: Plan, *, budget: list[str]) -> list[dict[str,
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="opsnb-bench-") as tmp:
         model, bundle = build_model(run, Path(tmp), trees=plan.trees, depth=plan.depth)
-        port = _free_port()
+        port = free_port()
         url = f"http://127.0.0.1:{port}/predict"
         env = {
             **os.environ,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 from typing import Any
 
 
@@ -20,15 +19,18 @@ def _rows_bar(args: argparse.Namespace, total: int | None = None) -> Any:
 def _cmd_score(args: argparse.Namespace) -> int:
     from opsnb import scoring
 
-    # A SIGTERM ends the job like Ctrl-C: the staged files are removed, nothing half-written stays
-    terminated = []
-
-    def on_sigterm(*_: object) -> None:
-        terminated.append(True)
-        sys.exit(143)
-
-    signal.signal(signal.SIGTERM, on_sigterm)
+    # A SIGTERM ends the job like Ctrl-C: the staged files are removed, nothing half-written
+    # stays. The handler only takes note and the job stops at the next chunk: an exit raised by
+    # the handler itself can land inside pyarrow while it builds a table, which swallows it and
+    # hands the half-built table to the writer (exit 1, or a crash).
+    stopped: list[int] = []
+    signal.signal(signal.SIGTERM, lambda *_: stopped.append(143))
     bar = _rows_bar(args)
+
+    def progress(rows: int) -> None:
+        bar.update(rows)
+        if stopped:
+            raise SystemExit(stopped[0])
 
     def start(total: int | None) -> None:
         bar.reset(total=total)
@@ -43,13 +45,9 @@ def _cmd_score(args: argparse.Namespace) -> int:
             engine=args.engine,
             scheduler=args.scheduler,
             workers=args.workers,
-            on_rows=bar.update,
+            on_rows=progress,
             on_start=start,
         )
-    except BaseException:
-        if terminated:  # an error while unwinding must not hide why the job stopped
-            raise SystemExit(143) from None
-        raise
     finally:
         bar.close()
     print(summary.sentence())
